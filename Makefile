@@ -1,0 +1,61 @@
+# dmafnet: the two commands of the README are `make demo` and `make test`.
+# Each creates (or reuses) the virtual environment $(VENV) and installs what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dmafnet-installed
+TORCH_SPEC ?= torch==2.13.0
+RUN ?= runs/demo
+DIMS ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install test test-fast test-slow export check-export nbtest pytest demo docs clean help
+
+help:
+	@echo "make demo   - generate the phantom, train and evaluate DMAF-Net on CPU, write a report to $(RUN)"
+	@echo "make test   - export check, notebook tests (nbdev_test) and integration tests (pytest)"
+	@echo "make docs   - build the documentation site (Quarto if installed, else offline HTML in _docs/)"
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch first, and only if the environment has none: a present torch (CPU or CUDA) is kept.
+$(STAMP): $(PY) settings.ini setup.py
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+export: install
+	$(BIN)/nbdev_export
+
+# nbdev_export must reproduce the committed package exactly.
+check-export: export
+	@if [ -n "$$(git status --porcelain -- dmafnet)" ]; then \
+	  echo "dmafnet/ differs from what nbdev_export makes of nbs/:"; git status --porcelain -- dmafnet; exit 1; \
+	else echo "nbdev_export: dmafnet/ in sync with nbs/"; fi
+	$(PY) tools/readme.py --check
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: install
+	$(BIN)/pytest tests -m "not slow and not gpu"
+
+test: check-export nbtest pytest
+
+# the long ones: slow notebook cells and slow integration tests
+test-slow: install
+	$(BIN)/nbdev_test --n_workers 1 --flags slow
+	$(BIN)/pytest tests -m "slow and not gpu"
+
+demo: install
+	$(PY) -m dmafnet.demo --out $(RUN) --dims $(DIMS)
+
+docs: install
+	$(PY) tools/build_docs.py
+
+clean:
+	rm -rf _docs _proc nbs/_proc .pytest_cache
