@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 RUN ?= runs/demo
 DIMS ?= 2
 export PYTHONUNBUFFERED := 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install test test-fast test-slow export check-export nbtest pytest demo docs clean help
 
