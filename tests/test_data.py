@@ -196,7 +196,8 @@ def test_passion_lists_and_masks_drive_an_rfnet_folder(passion_ref, tmp_path):
     assert s['availability'].tolist() == masks[names[0]].tolist()
     # the data set's own lists are copied as given
     shutil.copy(passion_ref / 'train.txt', tmp_path / 'raw' / 'train.txt')
-    preprocess_dataset(tmp_path / 'raw', tmp_path / 'cache2', min_size=16, verbose=False)
+    with pytest.warns(UserWarning, match=r'218 case\(s\) of the split are not in the cache'):
+        preprocess_dataset(tmp_path / 'raw', tmp_path / 'cache2', min_size=16, verbose=False)
     assert read_split(tmp_path / 'cache2')['train'] == split['train']
 
 def test_rfnet_reference_counts(passion_ref):
