@@ -232,3 +232,19 @@ def test_with_real_network():
     opt.step()
     dtm.end_epoch(model=net)
     assert torch.allclose(net._grad_scale, dtm.beta)
+
+
+def test_half_precision_inputs_under_autocast():
+    "AMP: half-precision outputs are upcast and the loss is computed outside autocast, in float32."
+    a = torch.tensor(AVAIL['mixed']).bool()
+    out = synthetic_output(a, requires_grad=False, generator=torch.Generator().manual_seed(6))
+    ref, _ = _criterion(2).eval()(out, torch.zeros(3, 32, 32, dtype=torch.long))
+    for f in ('logits', 'modality_logits', 'modality_features', 'fused_features'):
+        setattr(out, f, getattr(out, f).bfloat16())
+    out.deep_logits = [d.bfloat16() for d in out.deep_logits]
+    crit = _criterion(2).eval()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        total, _ = crit(out, torch.zeros(3, 32, 32, dtype=torch.long))
+        with_dtm, _ = crit(out, torch.zeros(3, 32, 32, dtype=torch.long), DTM(4))
+    assert total.dtype == torch.float32 and torch.isfinite(total) and torch.isfinite(with_dtm)
+    assert math.isclose(total.item(), ref.item(), rel_tol=0.02)
