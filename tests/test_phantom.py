@@ -25,6 +25,12 @@ def test_same_seed_same_files(tmp_path):
     np.testing.assert_array_equal(_arrays(a[1])[f'{a[1].name}_seg.nii.gz'], case['label'])
     np.testing.assert_array_equal(_arrays(a[1])[f'{a[1].name}_t2.nii.gz'], case['image'][3])
 
+def test_thread_count_does_not_change_a_case():
+    threadpoolctl = pytest.importorskip('threadpoolctl')
+    with threadpoolctl.threadpool_limits(2): a = phantom_case(3, seed=1)
+    with threadpoolctl.threadpool_limits(1): b = phantom_case(3, seed=1)
+    np.testing.assert_array_equal(a['image'], b['image']); np.testing.assert_array_equal(a['label'], b['label'])
+
 def test_labels_and_parts():
     for i in range(6):
         case = phantom_case(i, seed=2)
