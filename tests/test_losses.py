@@ -3,7 +3,7 @@ import math
 import pytest, torch
 import torch.nn.functional as F
 from dmafnet.core import NetOutput
-from dmafnet.losses import (one_hot, weighted_ce, soft_dice, segmentation_loss, covariance, CovarianceAlignment,
+from dmafnet.losses import (one_hot, weighted_ce, soft_dice, segmentation_loss, label_segmentation_loss, covariance, CovarianceAlignment,
                             AttentionAlignment, soft_memberships, prototype_loss, kl_distillation, feature_distance,
                             DMAFCriterion, synthetic_output)
 from dmafnet.dtm import DTM
@@ -111,6 +111,19 @@ def test_segmentation_matches_rfnet_formula():
         dice = dice + 2 * (probs[:, i] * y[:, i]).sum() / (probs[:, i].sum() + y[:, i].sum() + 1e-7)
     assert torch.allclose(weighted_ce(probs, y), ce.reshape(1), rtol=1e-5)
     assert torch.allclose(soft_dice(probs, y), (1 - dice / 4).reshape(1), rtol=1e-5)
+    assert torch.allclose(label_segmentation_loss(probs, y.argmax(1)), (ce + 1 - dice / 4).reshape(1), rtol=1e-5)
+
+
+@pytest.mark.parametrize('spatial', [(5, 7), (4, 5, 6)])
+def test_label_form_equals_one_hot_form(spatial):
+    g = torch.Generator().manual_seed(1)
+    probs = torch.randn(3, 4, *spatial, generator=g, dtype=torch.float64).softmax(1).requires_grad_()
+    label = torch.randint(0, 3, (3, *spatial), generator=g)          # class 3 absent
+    probs2 = probs.detach().clone().requires_grad_()
+    a, b = label_segmentation_loss(probs, label), segmentation_loss(probs2, one_hot(label, 4).double())
+    assert torch.allclose(a, b)
+    a.sum().backward(); b.sum().backward()
+    assert torch.allclose(probs.grad, probs2.grad)
 
 
 def _criterion(spatial_dims, **kw):
