@@ -1,0 +1,215 @@
+"""Integration tests of the training engine: exact resume after SIGKILL, damaged checkpoints, non-finite losses,
+configuration errors, DDP (gloo, 2 processes), the papermill run notebook, the CLI, and a CUDA smoke test."""
+import json, os, signal, subprocess, sys, textwrap, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+ENV = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1')
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    "Tiny models on a shared CPU: one thread (two threads were measured 50× slower on tiny ops under load)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+    "A tiny preprocessed phantom: 6 cases at 4 mm (50×59×48), split 3/1/2."
+    from dmafnet.phantom import make_phantom
+    from dmafnet.data import preprocess_dataset
+    d = tmp_path_factory.mktemp('phantom')
+    make_phantom(d/'raw', n_cases=6, seed=0, spacing=4.0)
+    preprocess_dataset(d/'raw', d/'cache', verbose=False)
+    return d/'cache'
+
+def tiny(cache, out, **changes):
+    "The phantom preset at test size: 2D, base width 4, 32² patches, 2 epochs of 4 steps of 2 slices."
+    from dmafnet.config import preset
+    kw = dict(data=str(cache), out=str(out), base_width=4, patch_size=[32, 32], batch_size=2, epochs=2,
+              steps_per_epoch=4, val_every=1, val_cases=1, val_subsets=[14], progress=False, deterministic=True)
+    kw.update(changes)
+    return preset('phantom', **kw)
+
+RUN = textwrap.dedent('''
+    import json, os, signal, sys, torch
+    torch.set_num_threads(1)
+    from dmafnet.config import TrainConfig
+    from dmafnet.train import train
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+    kill_at, resume = int(sys.argv[2]), sys.argv[3] == '1'
+    def killer(event, trainer):  # SIGKILL: no cleanup, no flush, as a pre-empted node
+        if event == 'step' and trainer.global_step == kill_at: os.kill(os.getpid(), signal.SIGKILL)
+    def keep(event, trainer):    # under DDP, each rank writes what it ends with
+        if event == 'end': torch.save({'model': trainer.model.state_dict(), 'beta': trainer.dtm.beta.cpu()},
+                                      os.path.join(trainer.cfg.out, f'rank{trainer.rank}.pt'))
+    train(cfg, resume=resume, callbacks=[killer, keep])
+''')
+
+def run(cfg, kill_at=0, resume=False, timeout=300):
+    return subprocess.run([sys.executable, '-c', RUN, json.dumps(cfg.to_dict()), str(kill_at), str(int(resume))],
+                          env=ENV, capture_output=True, text=True, timeout=timeout)
+
+def checkpoint(path):
+    return torch.load(path, weights_only=True)
+
+def same_state(a, b):
+    "True when two (nested) state dicts hold equal tensors and values."
+    if isinstance(a, dict): return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)): return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if torch.is_tensor(a): return torch.equal(a, b)
+    return a == b or (isinstance(a, float) and np.isnan(a) and np.isnan(b))
+
+def test_resume_after_sigkill_is_exact(cache, tmp_path):
+    "Killed mid-epoch (SIGKILL) and resumed, a run ends with the same weights, optimiser, DTM and log."
+    a = tiny(cache, tmp_path/'a', checkpoint_every=3)
+    b = tiny(cache, tmp_path/'b', checkpoint_every=3, workers=1)  # workers do not change the samples
+    r = run(a); assert r.returncode == 0, r.stderr[-3000:]
+    r = run(b, kill_at=7)                                         # last checkpoint: epoch 2, step 2
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    mid = checkpoint(tmp_path/'b'/'checkpoints'/'last.pt')
+    assert (mid['epoch'], mid['step']) == (1, 2)
+    r = run(b, resume=True); assert r.returncode == 0, r.stderr[-3000:]
+    sa, sb = (checkpoint(tmp_path/x/'checkpoints'/'last.pt') for x in 'ab')
+    for key in ('model', 'criterion', 'optimiser', 'scheduler', 'dtm'):
+        assert same_state(sa[key], sb[key]), key
+    assert (sb['epoch'], sb['step'], sb['global_step']) == (2, 0, 8)
+    la, lb = ([json.loads(l) for l in open(tmp_path/x/'log.jsonl')] for x in 'ab')
+    assert len(la) == len(lb) == 2
+    volatile = ('time_s', 'steps_per_s', 'cpu_peak_gb')
+    assert [{k: v for k, v in row.items() if k not in volatile} for row in la] == \
+           [{k: v for k, v in row.items() if k not in volatile} for row in lb]
+
+def test_damaged_checkpoint_falls_back(cache, tmp_path):
+    "A truncated last.pt is reported and last.prev.pt (one epoch earlier) is used to resume."
+    from dmafnet.train import Trainer, train
+    cfg = tiny(cache, tmp_path, steps_per_epoch=2, val_every=0)
+    train(cfg)
+    last = tmp_path/'checkpoints'/'last.pt'
+    last.write_bytes(last.read_bytes()[:last.stat().st_size // 3])
+    with pytest.warns(UserWarning, match='damaged'):
+        trainer = Trainer(cfg.update(epochs=3), resume=True)
+    assert (trainer.epoch, trainer.step) == (1, 0)
+    trainer.fit()
+    assert checkpoint(last)['epoch'] == 3
+    assert [json.loads(l)['epoch'] for l in open(tmp_path/'log.jsonl')] == [1, 2, 3]
+
+@pytest.fixture
+def nan_at(monkeypatch):
+    "Make the criterion's loss NaN at the given (1-based) calls."
+    from dmafnet.losses import DMAFCriterion
+    original = DMAFCriterion.forward
+    def patch(calls):
+        count = [0]
+        def forward(self, out, label, dtm=None):
+            total, parts = original(self, out, label, dtm)
+            count[0] += 1
+            return (total * float('nan'), parts) if calls == 'all' or count[0] in calls else (total, parts)
+        monkeypatch.setattr(DMAFCriterion, 'forward', forward)
+    return patch
+
+def test_nonfinite_step_skipped_and_counted(cache, tmp_path, nan_at):
+    from dmafnet.train import Trainer
+    nan_at({2, 3})
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, val_every=0))
+    stats = []
+    trainer.callbacks.append(lambda e, t: stats.append(t.dtm.epoch_stats_tensor().clone()) if e == 'step' else None)
+    trainer.fit()
+    row = json.loads(open(tmp_path/'log.jsonl').readline())
+    assert row['nonfinite'] == 2 and trainer.nonfinite_total == 2 and trainer.nonfinite_run == 0
+    assert torch.equal(stats[1], stats[0]) and torch.equal(stats[2], stats[0])  # NaN steps left the DTM untouched
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+def test_nonfinite_repeated_stops(cache, tmp_path, nan_at):
+    from dmafnet.train import NonFiniteLoss, train
+    nan_at('all')
+    with pytest.raises(NonFiniteLoss, match='3 steps in a row'):
+        train(tiny(cache, tmp_path, epochs=1, val_every=0, max_nonfinite=3))
+
+def test_config_errors_name_the_field(cache, tmp_path):
+    "Impossible configurations fail before any training, naming the field."
+    from dmafnet.config import preset
+    from dmafnet.train import train
+    with pytest.raises(ValueError, match="'epochz' is unknown"): tiny(cache, tmp_path, epochz=3)
+    with pytest.raises(FileNotFoundError, match="'data'"): tiny(cache, tmp_path, data=str(tmp_path/'nowhere'))
+    with pytest.raises(ValueError, match="'patch_size'.*larger"): train(tiny(cache, tmp_path/'p', patch_size=[64, 64]))
+    with pytest.raises(ValueError, match="'patch_size'.*larger"):
+        train(tiny(cache, tmp_path/'p3', spatial_dims=3, patch_size=[64, 32, 32]))
+    with pytest.raises(ValueError, match="'model_kwargs'"): train(tiny(cache, tmp_path/'m', model_kwargs={'widht': 2}))
+    with pytest.raises(ValueError, match="'setting'"): train(tiny(cache, tmp_path/'s', setting='mr24'))
+    # a mask table keeping only t2 for every case, and one case whose t2 file is absent
+    import shutil
+    from dmafnet.data import read_split
+    broken = tmp_path/'cache'; shutil.copytree(cache, broken)
+    cases = pd.read_csv(broken/'cases.csv'); train_names = read_split(broken)['train']
+    cases.loc[cases.name == train_names[0], 'has_t2'] = False; cases.to_csv(broken/'cases.csv', index=False)
+    (tmp_path/'t2.csv').write_text('data_name,mask_id,mask,pos_mask_ids\n' +
+                                   ''.join(f'{n},0,"[False, False, False, True]",[0]\n' for n in train_names))
+    with pytest.raises(ValueError, match="'mask_csv'.*no available modality"):
+        train(tiny(broken, tmp_path/'e', mask_csv=str(tmp_path/'t2.csv')))
+    assert not any((tmp_path/x/'checkpoints').exists() for x in ('p', 'p3', 'm', 's', 'e'))
+
+def test_cli_help_and_errors(cache, tmp_path):
+    r = subprocess.run([BIN/'dmafnet-train', '--help'], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0 and '--preset' in r.stdout and '--resume' in r.stdout and '--set' in r.stdout
+    r = subprocess.run([BIN/'dmafnet-train', '--out', str(tmp_path), '--set', 'btach_size=2'],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2 and "'btach_size' is unknown (did you mean 'batch_size'?)" in r.stderr
+
+def test_cli_trains_and_resumes(cache, tmp_path):
+    "The command trains, and `--resume --epochs 3` continues from the run folder's own config."
+    args = [BIN/'dmafnet-train', '--preset', 'phantom', '--data', str(cache), '--out', str(tmp_path), '--epochs', '1',
+            '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2', 'val_cases=1',
+            'val_subsets=[14]', 'val_every=1', 'progress=false']
+    r = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300); assert r.returncode == 0, r.stderr[-3000:]
+    assert {'config.yaml', 'log.jsonl', 'log.csv', 'dtm.csv', 'val.csv', 'checkpoints'} <= {p.name for p in tmp_path.iterdir()}
+    r = subprocess.run([BIN/'dmafnet-train', '--out', str(tmp_path), '--resume', '--epochs', '2'],
+                       capture_output=True, text=True, env=ENV, timeout=300); assert r.returncode == 0, r.stderr[-3000:]
+    log = pd.read_csv(tmp_path/'log.csv')
+    assert log.epoch.tolist() == [1, 2] and {'loss', 'seg', 'lr', 'beta_flair', 'val_WT', 'time_s'} <= set(log.columns)
+
+def test_ddp_gloo_two_processes(cache, tmp_path):
+    "torchrun, 2 CPU processes (gloo): ranks end with identical weights and identical DTM β; rank 0 alone writes."
+    cfg = tiny(cache, tmp_path, epochs=2, steps_per_epoch=2, val_every=2)
+    script = tmp_path/'run.py'; script.write_text(RUN)
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                        str(script), json.dumps(cfg.to_dict()), '0', '0'],
+                       env=dict(ENV, GLOO_SOCKET_IFNAME='lo'), capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path/f'rank{i}.pt', weights_only=True) for i in range(2))
+    assert same_state(r0['model'], r1['model'])
+    assert torch.equal(r0['beta'], r1['beta']) and not torch.equal(r0['beta'], torch.ones(4))
+    st = checkpoint(tmp_path/'checkpoints'/'last.pt')
+    assert st['world'] == 2 and len(st['ranks']) == 2 and same_state(st['model'], r0['model'])
+    assert len(open(tmp_path/'log.jsonl').readlines()) == 2
+
+def test_papermill_run_notebook(cache, tmp_path):
+    "nbs/runs/train.ipynb executes at tiny size: trains, then plots losses and DTM curves."
+    overrides = dict(base_width=4, patch_size=[32, 32], batch_size=2, steps_per_epoch=2, val_cases=1, val_subsets=[14],
+                     val_every=1, progress=False)
+    params = json.dumps(dict(preset='phantom', data=str(cache), out=str(tmp_path/'run'), epochs=2, overrides=overrides))
+    r = subprocess.run([BIN/'papermill', str(ROOT/'nbs'/'runs'/'train.ipynb'), str(tmp_path/'out.ipynb'), '-k', 'python3',
+                        '-y', params], capture_output=True, text=True, env=ENV, timeout=400, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (tmp_path/'run'/'checkpoints'/'best.pt').exists()
+    nb = json.loads((tmp_path/'out.ipynb').read_text())
+    images = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
+    assert len(images) >= 2
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_brats2020_preset_amp(tmp_path):
+    "CUDA smoke test: the brats2020 preset (3D, 80³, batch 1, AMP) on a 1 mm phantom, a few hundred steps, loss falls."
+    from dmafnet.config import preset
+    from dmafnet.train import Trainer
+    cfg = preset('brats2020', out=str(tmp_path), phantom_cases=6, phantom_spacing=1.0, epochs=1, steps_per_epoch=300,
+                 val_every=1, val_cases=1, val_subsets=[14], workers=4, progress=False)
+    trainer = Trainer(cfg)
+    assert trainer.device.type == 'cuda' and trainer.amp_dtype in (torch.bfloat16, torch.float16)
+    losses = []
+    trainer.callbacks.append(lambda e, t: losses.append(t.last_parts['loss']) if e == 'step' and t.last_parts else None)
+    trainer.fit()
+    assert len(losses) >= 290 and np.mean(losses[-50:]) < 0.8 * np.mean(losses[:50])
+    assert torch.cuda.max_memory_allocated() > 0
