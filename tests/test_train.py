@@ -189,11 +189,12 @@ def test_papermill_run_notebook(cache, tmp_path):
     "nbs/runs/train.ipynb executes at tiny size: trains, then plots losses and DTM curves."
     overrides = dict(base_width=4, patch_size=[32, 32], batch_size=2, steps_per_epoch=2, val_cases=1, val_subsets=[14],
                      val_every=1, progress=False)
-    params = json.dumps(dict(preset='phantom', data=str(cache), out=str(tmp_path/'run'), epochs=2, overrides=overrides))
+    params = json.dumps(dict(preset='phantom', data=str(cache), out=str(tmp_path/'run'), epochs=2, overrides=overrides,
+                             eval_cases=1, eval_subsets=[14, 3]))
     r = subprocess.run([BIN/'papermill', str(ROOT/'nbs'/'runs'/'train.ipynb'), str(tmp_path/'out.ipynb'), '-k', 'python3',
                         '-y', params], capture_output=True, text=True, env=ENV, timeout=400, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert (tmp_path/'run'/'checkpoints'/'best.pt').exists()
+    assert (tmp_path/'run'/'checkpoints'/'best.pt').exists() and (tmp_path/'run'/'evaluation').is_dir()
     nb = json.loads((tmp_path/'out.ipynb').read_text())
     images = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
     assert len(images) >= 2
