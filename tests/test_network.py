@@ -6,6 +6,13 @@ from dmafnet.network import DMAFNet, pad_to_multiple
 from dmafnet.dmaf import DMAF, make_fusion
 
 S3 = (16, 32, 32)  # smallest cheap 3D input: deepest grid 1×2×2
+@pytest.fixture(autouse=True)
+def one_thread():
+    "Tiny tensors: on a shared CPU two threads mostly wait for each other (measured up to 40× slower)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 SUBSETS = [torch.tensor([s]) for s in product([False, True], repeat=4) if any(s)]
 VARIANTS = [dict(fusion='dmaf'), dict(fusion='dmaf', maps='per_level', heads=2, layers=2),
             dict(fusion='mean'), dict(fusion='concat')]
