@@ -126,3 +126,19 @@ def test_padding_round_trip():
     xp, sl = pad_to_multiple(x)
     with torch.no_grad(): out = net(xp, [1, 1, 1, 1])
     assert out.logits[sl].shape == (1, 4, 30, 40)
+
+def test_options_build_and_keep_the_map_properties():
+    "Per-level maps on a given token grid, a probe-only DMAF, token width, dropout; hparams rebuild the model."
+    chans = [4, 8, 16, 32, 64]
+    pyr = [torch.randn(2, 4, c, 32 // 2**l, 32 // 2**l) for l, c in enumerate(chans)]
+    a = torch.tensor([[1, 0, 1, 1], [0, 1, 0, 0]]).bool()
+    for opts in (dict(maps='per_level', token_grid=4), dict(layers=1), dict(token_channels=16, heads=2),
+                 dict(dropout=0.1, uniform_init=False)):
+        fused, att = make_fusion('dmaf', 4, chans, 2, **opts)(pyr, a)
+        assert [f.shape for f in fused] == [p[:, 0].shape for p in pyr] and att.shape == (2, 4, 2, 2)
+        assert att[~a].abs().sum() == 0
+        torch.testing.assert_close(att.sum(1).detach(), torch.ones(2, 2, 2))
+    net = _net(2, maps='per_level', token_grid=4, detach_maps=True)
+    clone = DMAFNet(**net.hparams); clone.load_state_dict(net.state_dict())
+    x = torch.randn(1, 4, 32, 32)
+    with torch.no_grad(): assert torch.equal(net.eval()(x, [1, 1, 0, 1]).logits, clone.eval()(x, [1, 1, 0, 1]).logits)
