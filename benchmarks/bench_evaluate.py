@@ -3,11 +3,12 @@ and seconds per BraTS-size case.
 
     .venv/bin/python benchmarks/bench_evaluate.py            # phantom 2 mm, 3D base 8 with 80³ windows and the 2D
                                                              # demo model; BraTS-size 160×192×144 with 80³ windows
-    .venv/bin/python benchmarks/bench_evaluate.py --smoke    # a small version (4 mm, base 4, 32³), about a minute
+                                                             # (about 20 min on 2 quiet cores)
+    .venv/bin/python benchmarks/bench_evaluate.py --smoke    # a small version (4 mm, base 4, 32³), 2–3 min
 
 Part 1 runs `dmafnet.evaluate.predict_subsets` on one phantom case for all 15 subsets in four ways — a full forward per
 subset (`model(x, a)`, the uni-modal decoders included, as training's forward does), a forward per subset without the
-uni-modal decoders, and encode-once with 1 and with 4 subsets per decoder call — asserts that they give the same
+uni-modal decoders, and encode-once with 1 subset per decoder call and with the default number (`AUTO_DECODE_VOXELS`) — asserts that they give the same
 probabilities (bit for bit for one subset per call, to 1e-5 otherwise) and reports times and speed-ups.
 Part 2 times encode-once inference of a BraTS-size random volume (4×160×192×144, 80³ windows, 50 % overlap, base
 width 8; `--brats-windows K` times K of the windows and scales to all of them) and the scoring of 15 subsets ×
@@ -68,32 +69,34 @@ def part1(image, dims, base_width, patch, overlap, repeats):
     model = DMAFNet(base_width=base_width, spatial_dims=dims).eval()
     masks = subsets(4)
     kw = dict(patch_size=patch, overlap=overlap)
+    b = 16 if dims == 2 else 1                                           # windows per call (predict_subsets' default)
+    auto = max(1, AUTO_DECODE_VOXELS // (b * int(np.prod(patch))))
     ways = {'full forward per subset (with uni-modal decoders)': lambda: _naive_full(model, image, masks, patch, overlap),
             'forward per subset (fused output only)': lambda: predict_subsets(model, image, masks, encode_once=False, **kw),
             'encode once, 1 subset per decoder call': lambda: predict_subsets(model, image, masks, subset_batch=1, **kw),
-            'encode once, 4 subsets per decoder call': lambda: predict_subsets(model, image, masks, subset_batch=4, **kw)}
-    predict_subsets(model, image, masks[:1], **kw)                        # warm-up
-    outs, rows = {}, []
-    for name, fn in ways.items():
-        outs[name], wall, cpu = _timed(fn, repeats)
-        rows.append(dict(way=name, median_s=round(statistics.median(wall), 2), min_s=round(min(wall), 2),
-                         cpu_s=round(statistics.median(cpu), 2)))
-        print(rows[-1], flush=True)
+            f'encode once, default: {auto} subset(s) per decoder call': lambda: predict_subsets(model, image, masks, **kw)}
+    outs, wall, cpu = {}, {k: [] for k in ways}, {k: [] for k in ways}
+    for rnd in range(repeats + 1):                    # round 0 warms up; the ways alternate so load hits all alike
+        for name, fn in ways.items():
+            o, w, c = _timed(fn, 1)
+            if rnd: wall[name] += w; cpu[name] += c
+            outs[name] = o
+    rows = [dict(way=k, median_s=round(statistics.median(wall[k]), 2), min_s=round(min(wall[k]), 2),
+                 cpu_s=round(min(cpu[k]), 2)) for k in ways]
+    for r in rows: print(r, flush=True)
     ref = outs['forward per subset (fused output only)']
     names = list(ways)
-    full, one, four = outs[names[0]], outs[names[2]], outs[names[3]]
+    full, one, default = outs[names[0]], outs[names[2]], outs[names[3]]
     same = dict(bitwise_1=all(torch.equal(a, b) for a, b in zip(one, ref)),
-                max_diff_4=max(float((a - b).abs().max()) for a, b in zip(four, ref)),
+                max_diff_default=max(float((a - b).abs().max()) for a, b in zip(default, ref)),
                 max_diff_full=max(float((a - b).abs().max()) for a, b in zip(full, ref)))
     assert same['bitwise_1'], 'encode-once (1 subset per call) differs from the per-subset forward'
-    assert same['max_diff_4'] < 1e-5 and same['max_diff_full'] < 1e-5, same
-    for key in ('median_s', 'cpu_s'):
+    assert same['max_diff_default'] < 1e-5 and same['max_diff_full'] < 1e-5, same
+    for key in ('min_s', 'cpu_s'):
         base = {r['way']: r[key] for r in rows}
         for r in rows:
             r[f'speedup_vs_full_{key[:-2]}'] = round(base[names[0]] / r[key], 2)
             r[f'speedup_vs_fused_{key[:-2]}'] = round(base[names[1]] / r[key], 2)
-    b = 16 if dims == 2 else 1                                           # windows per call (predict_subsets' default)
-    auto = max(1, AUTO_DECODE_VOXELS // (b * int(np.prod(patch))))
     return dict(dims=dims, base_width=base_width, image=list(image.shape), patch=list(patch), overlap=overlap, auto_subset_batch=auto,
                 repeats=repeats, params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 2), rows=rows, same=same)
 
@@ -105,9 +108,9 @@ def part2(shape, base_width, patch, overlap, windows):
     n_windows = int(np.prod([1 if s <= p else -(-(s - p) // st) + 1 for s, p, st in zip(shape[1:], patch, step)]))
     if windows and windows < n_windows:                                   # time `windows` windows, scale up
         x = torch.randn(4, *patch)
-        predict_subsets(model, x, masks[:1], patch_size=patch)            # warm-up
+        predict_subsets(model, x, masks, patch_size=patch)                # warm-up
         _, t, c = _timed(lambda: predict_subsets(model, x, masks, patch_size=patch), windows)
-        infer_s, cpu_s = statistics.median(t) * n_windows, statistics.median(c) * n_windows
+        infer_s, cpu_s = min(t) * n_windows, min(c) * n_windows
         how = f'{windows} window(s) timed, × {n_windows}'
     else:
         x = torch.randn(*shape)
@@ -145,19 +148,19 @@ def main(a):
          + (' · **smoke run (small settings)**' if a.smoke else ''), '',
          '## 15 subsets of one phantom case: encode once vs a forward per subset', '',
          f"One phantom case at {a.spacing:g} mm (preprocessed, {'×'.join(map(str, image.shape[1:]))} voxels), untrained "
-         f"`DMAFNet`, sliding windows with {a.overlap:.0%} overlap, softmax stitched by MONAI; median of {a.repeats} run(s); "
-         "CPU s = the process's CPU time (less sensitive to other users of a shared machine than wall time). "
+         f"`DMAFNet`, sliding windows with {a.overlap:.0%} overlap, softmax stitched by MONAI. {a.repeats} timed round(s) after "
+         "a warm-up round, the ways alternating within each round; speed-ups from the minimum times; CPU s = the process's "
+         "CPU time. "
          "All four ways give the same probabilities (asserted: bit for bit with one subset per decoder call, "
          "within 1e-5 otherwise).", '']
     for p in res['part1']:
         L += [f"**{p['dims']}D**, base width {p['base_width']} ({p['params_m']} M parameters), window "
               f"{'×'.join(map(str, p['patch']))}{' (axial slices as the batch)' if p['dims'] == 2 else ''}:", '',
-              '| way | wall s (median / min) | CPU s | speed-up vs full forward (wall / CPU) | vs fused-only forward (wall / CPU) |',
+              '| way | wall s (min / median) | CPU s (min) | speed-up vs full forward (wall / CPU) | vs fused-only forward (wall / CPU) |',
               '|---|---|---|---|---|']
-        L += [f"| {r['way']} | {r['median_s']} / {r['min_s']} | {r['cpu_s']} | {r['speedup_vs_full_median']}× / "
-              f"{r['speedup_vs_full_cpu']}× | {r['speedup_vs_fused_median']}× / {r['speedup_vs_fused_cpu']}× |" for r in p['rows']]
-        L += ['', f"The default (`subset_batch=None`) decodes {p['auto_subset_batch']} subset(s) per call here. "
-              f"Max |difference| to the fused-only forward: 4 subsets per call {p['same']['max_diff_4']:.1e}, full forward "
+        L += [f"| {r['way']} | {r['min_s']} / {r['median_s']} | {r['cpu_s']} | {r['speedup_vs_full_min']}× / "
+              f"{r['speedup_vs_full_cpu']}× | {r['speedup_vs_fused_min']}× / {r['speedup_vs_fused_cpu']}× |" for r in p['rows']]
+        L += ['', f"Max |difference| to the fused-only forward: default {p['same']['max_diff_default']:.1e}, full forward "
               f"{p['same']['max_diff_full']:.1e}; 1 subset per call: bit for bit.", '']
     b = res['part2']
     L += ['## A BraTS-size case', '',
@@ -180,7 +183,7 @@ if __name__ == '__main__':
     if a.smoke:
         a.spacing, a.dims, a.base_width, a.patch3, a.patch2, a.overlap = 4.0, (3, 2), 4, (32, 32, 32), (64, 64), 0.25
         a.brats_shape, a.brats_base_width, a.brats_patch, a.brats_windows = (160, 192, 144), 8, (80, 80, 80), 1
-        a.repeats = a.repeats or 1
+        a.repeats = a.repeats or 2
     else:
         a.spacing, a.dims, a.base_width, a.patch3, a.patch2, a.overlap = 2.0, (3, 2), 8, (80, 80, 80), (96, 112), 0.5
         a.brats_shape, a.brats_base_width, a.brats_patch, a.brats_windows = (160, 192, 144), 8, (80, 80, 80), 0
