@@ -68,7 +68,7 @@ def part1(image, dims, base_width, patch, overlap, repeats):
     torch.manual_seed(0)
     model = DMAFNet(base_width=base_width, spatial_dims=dims).eval()
     masks = subsets(4)
-    kw = dict(patch_size=patch, overlap=overlap)
+    kw = dict(patch_size=patch, overlap=overlap, mask_background=False)  # same raw maps as the plain forward
     b = 16 if dims == 2 else 1                                           # windows per call (predict_subsets' default)
     auto = max(1, AUTO_DECODE_VOXELS // (b * int(np.prod(patch))))
     ways = {'full forward per subset (with uni-modal decoders)': lambda: _naive_full(model, image, masks, patch, overlap),
