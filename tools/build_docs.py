@@ -20,10 +20,20 @@ def sidebar_entries():
         else:
             for sub in item['contents']: yield item['section'], sub
 
+def front_matter(nb)->dict:
+    "The YAML front matter nbdev puts in a raw cell (title, description), removing that cell from `nb`."
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == 'raw' and cell.source.lstrip().startswith('---'):
+            nb.cells.pop(i)
+            return yaml.safe_load(cell.source.strip().strip('-')) or {}
+    return {}
+
 def title_of(nb_path):
-    "The notebook's first markdown heading."
+    "The notebook's title: its front matter's, else its first markdown heading, else its file name."
     import nbformat
-    for cell in nbformat.read(nb_path, as_version=4).cells:
+    nb = nbformat.read(nb_path, as_version=4)
+    if front_matter(nb).get('title'): return front_matter(nbformat.read(nb_path, as_version=4))['title']
+    for cell in nb.cells:
         m = re.search(r'^#\s+(.+)$', cell.source, flags=re.M) if cell.cell_type == 'markdown' else None
         if m: return m.group(1).strip()
     return nb_path.stem
@@ -37,6 +47,14 @@ def nav_html(pages, current):
         cls = ' class="dm-cur"' if name == current else ''
         out.append(f'<li{cls}><a href="{name}.html">{html.escape(title)}</a></li>')
     return '\n'.join(out + ['</ul></nav>'])
+
+def show_as_quarto_would(cell):
+    "Honour the Quarto cell options nbdev writes (`#| echo: false`, `#| output: false`) and drop them from the code shown."
+    if cell.cell_type != 'code': return
+    opts = dict(re.findall(r'^#\|\s*([\w-]+):\s*(\S+)', cell.source, flags=re.M))
+    if opts.get('echo') == 'false': cell.metadata.setdefault('tags', []).append('remove_input')
+    if opts.get('output') == 'false': cell.outputs = []
+    cell.source = re.sub(r'^#\|.*\n?', '', cell.source, flags=re.M)
 
 CSS = """<style>
 .dm-nav{position:fixed;top:0;left:0;width:230px;height:100%;overflow:auto;background:#f7f7f9;border-right:1px solid #ddd;padding:12px;font:14px sans-serif}
@@ -57,10 +75,19 @@ def offline_build(out):
         pages.append((sec, Path(rel).stem, title_of(src), src))
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
-    exporter = HTMLExporter(template_name='lab')
+    from traitlets.config import Config
+    c = Config(); c.TagRemovePreprocessor.remove_input_tags = {'remove_input'}; c.TagRemovePreprocessor.enabled = True
+    exporter = HTMLExporter(template_name='lab', config=c)
+    exporter.exclude_input_prompt = exporter.exclude_output_prompt = True
     nav_pages = [(s, n, t) for s, n, t, _ in pages]
     for sec, name, title, src in pages:
-        body, _ = exporter.from_notebook_node(nbformat.read(src, as_version=4))
+        nb = nbformat.read(src, as_version=4)
+        fm = front_matter(nb)
+        head = f"# {fm.get('title', title)}" + (f"\n\n> {fm['description']}" if fm.get('description') else '')
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(head))
+        for cell in nb.cells: show_as_quarto_would(cell)
+        body, _ = exporter.from_notebook_node(nb)
+        body = re.sub(r'\{target="_blank"[^}]*\}', '', body)     # Quarto link attributes, meaningless here
         body = body.replace('<body', CSS + '\n<body', 1)
         body = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + nav_html(nav_pages, name), body, count=1)
         body = re.sub(r'<title>.*?</title>', f'<title>{html.escape(title)} – dmafnet</title>', body, count=1, flags=re.S)
