@@ -276,13 +276,17 @@ def find_reference(start:str|Path|None=None # a folder inside the checkout (defa
     return None
 
 # %% ../nbs/03_missing.ipynb #7caae6a4
+def _as_tables(tables:dict|pd.DataFrame)->dict:
+    "{setting: mask table}, from such a dict or from one table (named by its `setting` attribute)."
+    return tables if isinstance(tables, dict) else {tables.attrs.get('setting') or 'masks': tables}
+
 def plot_availability(tables:dict|pd.DataFrame, # {setting: mask table} or one table
                       modalities=None,          # modality names (default from the mask length)
                       ax=None,                  # matplotlib axes (default: a new figure)
                      ):
     "Bars of the available fraction of cases per modality, one group per setting; nominal `1 − p` as ticks."
     import matplotlib.pyplot as plt
-    if isinstance(tables, pd.DataFrame): tables = {tables.attrs.get('setting') or 'masks': tables}
+    tables = _as_tables(tables)
     if ax is None: _, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tables), 3.2))
     width = 0.8 / len(next(iter(tables.values()))['mask'].iloc[0])
     for j, (s, df) in enumerate(tables.items()):
@@ -304,7 +308,7 @@ def plot_subset_counts(tables:dict|pd.DataFrame, # {setting: mask table} or one 
                       ):
     "Heatmap of how many cases have each subset (columns in id order), one row per setting."
     import matplotlib.pyplot as plt, seaborn as sns
-    if isinstance(tables, pd.DataFrame): tables = {tables.attrs.get('setting') or 'masks': tables}
+    tables = _as_tables(tables)
     n = mask_array(next(iter(tables.values()))).shape[1]
     counts = pd.DataFrame({s: df['mask_id'].value_counts().reindex(range(len(subsets(n))), fill_value=0)
                            for s, df in tables.items()}).T
