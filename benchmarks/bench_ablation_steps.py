@@ -15,7 +15,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from bench_train import phantom_cache, measure
+from bench_train import phantom_cache, measure, machine
 from dmafnet.config import preset
 
 NO_DISTILL = dict(lambda_cov=0.0, lambda_att=0.0, lambda_pro=0.0)
@@ -49,7 +49,7 @@ def main():
     for r in rows: r['relative_to_mean'] = round(r['step_s'] / base, 2)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
-                machine=f'{platform.machine()}, {os.cpu_count()} CPUs', threads=a.threads, load=os.getloadavg())
+                machine=machine(), threads=a.threads, load=os.getloadavg())
     tag = f'{a.dims}d'
     (ROOT / 'benchmarks' / f'ablation_steps_{tag}.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     full = rows[-1]['relative_to_mean']

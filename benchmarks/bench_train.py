@@ -22,6 +22,13 @@ sys.path.insert(0, str(ROOT))
 from dmafnet.config import preset
 from dmafnet.train import Trainer
 
+def machine()->str:
+    "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for benchmark records."
+    model = ''
+    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): model = platform.processor()
+    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
+
 def phantom_cache(folder:Path, n_cases:int=6)->Path:
     from dmafnet.phantom import make_phantom
     from dmafnet.data import preprocess_dataset
