@@ -102,7 +102,7 @@ def step_times()->dict:
     return {r['config']: r['relative_to_mean'] for r in json.loads(f.read_text())['rows']}
 
 def plot(results:list[dict], path:Path):
-    "Per region: each seed's 15-subset mean Dice per configuration (dots) and their mean (bar)."
+    "Per region: each seed's 15-subset mean Dice per configuration (dots) and their mean (tick)."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     df = pd.DataFrame([dict(config=r['config'], seed=r['seed'], **r['mean']) for r in results])
@@ -110,47 +110,56 @@ def plot(results:list[dict], path:Path):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=False)
     for ax, reg in zip(axes, REGIONS):
         means = df.groupby('config')[reg].mean().reindex(order)
-        ax.barh(range(len(order)), means.values * 100, color='#9ecae1')
+        ax.plot(means.values * 100, range(len(order)), '|', color='#d62728', ms=16, mew=2.5, label='mean over seeds')
         for i, c in enumerate(order):
             v = df[df.config == c][reg].values * 100
-            ax.plot(v, np.full(len(v), i), 'o', color='#08519c', ms=5)
+            ax.plot(v, np.full(len(v), i), 'o', color='#08519c', ms=5, alpha=.8, label='one seed' if i == 0 else None)
         lo = max(0, df[reg].min() * 100 - 5)
         ax.set(title=f'{reg}: mean Dice over 15 subsets', xlabel='Dice (%)', xlim=(lo, min(100, df[reg].max() * 100 + 3)))
         ax.set_yticks(range(len(order))); ax.set_yticklabels(order if ax is axes[0] else [])
-        ax.invert_yaxis(); ax.grid(axis='x', alpha=.3)
-    fig.suptitle('Phantom study (mr2468 masks): bars = mean over seeds, dots = single seeds', fontsize=11)
+        ax.set_ylim(len(order) - .5, -.5); ax.grid(axis='x', alpha=.3)
+    axes[-1].legend(loc='lower right', fontsize=8)
+    fig.suptitle('Phantom study (mr2468 masks, fixed budget): 15-subset mean Dice per configuration', fontsize=11)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+
+def budget_of(results:list[dict])->dict:
+    "The budget and evaluation every run shares (a table mixing budgets would compare nothing), or a ValueError."
+    keys = ('epochs', 'steps_per_epoch', 'eval_patch')
+    seen = {tuple(r.get(k) for k in keys) for r in results}
+    if len(seen) > 1: raise ValueError(f"study: the runs differ in {', '.join(keys)}: {sorted(seen, key=str)}; "
+                                       "use one --work folder per budget")
+    return dict(zip(keys, seen.pop()))
 
 def write_tables(results:list[dict], prefix:Path, a):
     "The study's Markdown table, JSON (every run, per subset) and plot."
-    s, rel = summarise(results), step_times()
+    s, rel, b = summarise(results), step_times(), budget_of(results)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
-                machine=machine(), threads=a.threads, epochs=a.epochs,
-                steps_per_epoch=a.steps, eval_patch=a.eval_patch, test_cases=len(results[0]['test_cases']))
+                machine=machine(), threads=a.threads, **b, test_cases=len(results[0]['test_cases']))
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{prefix}.json').write_text(json.dumps(dict(meta=meta, runs=results), indent=1))
     plot(results, Path(f'{prefix}.png'))
     seeds = sorted({r['seed'] for r in results})
     minutes = np.mean([r['train_minutes'] + r['eval_minutes'] for r in results])
-    evaluation = ('whole slices' if a.eval_patch == 'whole' else 'sliding windows of the 96×112 training patch, 50 % overlap')
+    steps = f" of {b['steps_per_epoch']} steps" if b['steps_per_epoch'] else ''
+    evaluation = ('whole slices' if b['eval_patch'] == 'whole' else 'sliding windows of the 96×112 training patch, 50 % overlap')
     fmt = lambda m, sd: f'{100 * m:.1f} ± {100 * sd:.1f}' if np.isfinite(sd) else f'{100 * m:.1f}'
     lines = ['# The phantom study', '',
              f"{meta['date'][:10]} · commit {commit} · {meta['machine']} · torch {torch.__version__} · {a.threads} threads", '',
              f"Each configuration trained with seeds {', '.join(map(str, seeds))} at the same budget "
-             f"({a.epochs} epochs{f' of {a.steps} steps' if a.steps else ''} of the `phantom` preset: 2D, batch 8, 96×112 crops; "
+             f"({b['epochs']} epochs{steps} of the `phantom` preset: 2D, batch 8, 96×112 crops; "
              f"no validation, `last.pt` scored) on the demo's phantom with mr2468 masks, then scored on its "
              f"{meta['test_cases']} test cases under all 15 subsets ({evaluation}). Dice (%): mean over the 15 subsets of the per-subset "
              f"mean over cases; ± the standard deviation over seeds; Δ: the mean difference to mean fusion with the same "
              f"seed (points). Step: training step time relative to mean fusion (`ablation_steps_2d.md`). "
-             f"{len(results)} runs, {minutes:.1f} min each on average (training + evaluation).", '',
+             f"{len(results)} run{'s' * (len(results) > 1)}, {minutes:.1f} min each on average (training + evaluation).", '',
              '| configuration | WT | TC | ET | Δ WT | Δ TC | Δ ET | step |', '|---|---|---|---|---|---|---|---|']
     for c, r in s.iterrows():
         lines.append(f"| {c} | " + ' | '.join(fmt(r[f'{g}_mean'], r[f'{g}_sd']) for g in REGIONS) + ' | '
                      + ' | '.join(f"{100 * r[f'{g}_delta']:+.1f}" for g in REGIONS)
                      + f" | {f'{rel[c]:.2f}×' if c in rel else '–'} |")
     lines += ['', f'![Per-seed results]({prefix.name}.png)', '', 'Made by `benchmarks/study.py`; every run with its '
-              'per-subset scores is in `study.json`.', '']
+              'per-subset scores is in `study.json`; what the table shows and does not show: `study_reading.md`.', '']
     Path(f'{prefix}.md').write_text('\n'.join(lines))
     return '\n'.join(lines)
 
