@@ -118,7 +118,7 @@ def plot(results:list[dict], path:Path):
         ax.set(title=f'{reg}: mean Dice over 15 subsets', xlabel='Dice (%)', xlim=(lo, min(100, df[reg].max() * 100 + 3)))
         ax.set_yticks(range(len(order))); ax.set_yticklabels(order if ax is axes[0] else [])
         ax.set_ylim(len(order) - .5, -.5); ax.grid(axis='x', alpha=.3)
-    axes[-1].legend(loc='lower right', fontsize=8)
+    axes[0].legend(loc='upper left', fontsize=8)
     fig.suptitle('Phantom study (mr2468 masks, fixed budget): 15-subset mean Dice per configuration', fontsize=11)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
 
