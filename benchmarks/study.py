@@ -82,10 +82,14 @@ def run_one(name:str, seed:int, cache:Path, work:Path, a)->dict:
     tmp = done.with_suffix('.tmp'); tmp.write_text(json.dumps(result, indent=1)); tmp.replace(done)
     return result
 
-def summarise(results:list[dict])->pd.DataFrame:
-    "One row per configuration: mean and sample standard deviation over seeds of the 15-subset mean Dice, per region."
+def run_means(results:list[dict])->tuple[pd.DataFrame, list[str]]:
+    "One row per run (config, seed, 15-subset mean Dice per region) and the configurations present, in study order."
     df = pd.DataFrame([dict(config=r['config'], seed=r['seed'], **r['mean']) for r in results])
-    order = [c for c in CONFIGS if c in set(df.config)]
+    return df, [c for c in CONFIGS if c in set(df.config)]
+
+def summarise(results:list[dict])->pd.DataFrame:
+    "One row per configuration: mean and standard deviation over seeds of the 15-subset mean Dice, and Δ to the first."
+    df, order = run_means(results)
     g = df.groupby('config', sort=False)
     out = pd.DataFrame({'seeds': g.seed.count()})
     for r in REGIONS: out[f'{r}_mean'], out[f'{r}_sd'] = g[r].mean(), g[r].std(ddof=1)
@@ -105,8 +109,7 @@ def plot(results:list[dict], path:Path):
     "Per region: each seed's 15-subset mean Dice per configuration (dots) and their mean (tick)."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    df = pd.DataFrame([dict(config=r['config'], seed=r['seed'], **r['mean']) for r in results])
-    order = [c for c in CONFIGS if c in set(df.config)]
+    df, order = run_means(results)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=False)
     for ax, reg in zip(axes, REGIONS):
         means = df.groupby('config')[reg].mean().reindex(order)
@@ -150,7 +153,7 @@ def write_tables(results:list[dict], prefix:Path, a):
              f"({b['epochs']} epochs{steps} of the `phantom` preset: 2D, batch 8, 96×112 crops; "
              f"no validation, `last.pt` scored) on the demo's phantom with mr2468 masks, then scored on its "
              f"{meta['test_cases']} test cases under all 15 subsets ({evaluation}). Dice (%): mean over the 15 subsets of the per-subset "
-             f"mean over cases; ± the standard deviation over seeds; Δ: the mean difference to mean fusion with the same "
+             f"mean over cases; ± the standard deviation over seeds; Δ: the mean difference to {s.index[0]} with the same "
              f"seed (points). Step: training step time relative to mean fusion (`ablation_steps_2d.md`). "
              f"{len(results)} run{'s' * (len(results) > 1)}, {minutes:.1f} min each on average (training + evaluation).", '',
              '| configuration | WT | TC | ET | Δ WT | Δ TC | Δ ET | step |', '|---|---|---|---|---|---|---|---|']
