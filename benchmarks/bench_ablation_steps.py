@@ -8,7 +8,7 @@ on batches from the run's own loader; the configurations run one after another i
 benchmarks/ablation_steps_{2d,3d}.md and .json. Target (issue 8): the full model ≤ 1.6× the `mean` fusion step.
 """
 from __future__ import annotations
-import argparse, json, platform, os, subprocess, sys, tempfile, warnings
+import argparse, json, os, subprocess, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 import torch

@@ -7,7 +7,7 @@ installed; the run notebook itself records the minutes from its first cell to it
 Each recorded run is also appended to benchmarks/demo_runs.json (one entry per machine and commit), so the page
 lists every machine the demo was timed on, not only the last.
 """
-import argparse, json, os, platform, subprocess, sys
+import argparse, json, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
 

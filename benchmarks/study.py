@@ -18,7 +18,7 @@ Resumable: a run whose `result.json` exists is skipped, an interrupted one conti
 go to `--work` (git-ignored `runs/study`); the tables to `--results` + `.md`/`.json`/`.png`.
 """
 from __future__ import annotations
-import argparse, json, os, platform, re, subprocess, sys, time, warnings
+import argparse, json, re, subprocess, sys, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd, torch
