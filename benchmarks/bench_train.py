@@ -97,7 +97,7 @@ def main():
     try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError: commit = ''
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
-                python=platform.python_version(), machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+                python=platform.python_version(), machine=machine(),
                 cpu_threads=threads, load_average=[round(x, 2) for x in os.getloadavg()],
                 gpu=torch.cuda.get_device_name(0) if cuda else None)
     Path(a.out + '.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))

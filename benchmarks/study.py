@@ -37,6 +37,10 @@ def slug(name:str)->str:
     "A folder name for a configuration, e.g. 'DMAF + relation (CCA, MAA)' → 'dmaf-relation-cca-maa'."
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
 
+def run_dir(work:Path, name:str, seed:int)->Path:
+    "The run folder of configuration `name` with `seed`."
+    return work / f'{slug(name)}_s{seed}'
+
 def phantom_data(work:Path, seed:int)->Path:
     "The demo's phantom (the preset's cases, spacing and data seed) preprocessed once into `work/data/cache`, split seeded by `seed`."
     from dmafnet.phantom import make_phantom
@@ -50,7 +54,7 @@ def phantom_data(work:Path, seed:int)->Path:
 
 def run_one(name:str, seed:int, cache:Path, work:Path, a)->dict:
     "Train one configuration with one seed (or resume it), score `last.pt` on the test cases; the result record."
-    out = work / f'{slug(name)}_s{seed}'
+    out = run_dir(work, name, seed)
     done = out / 'result.json'
     if done.is_file(): return json.loads(done.read_text())
     extra = dict(steps_per_epoch=a.steps) if a.steps else {}
@@ -145,12 +149,13 @@ def write_tables(results:list[dict], prefix:Path, a):
     seeds = sorted({r['seed'] for r in results})
     minutes = np.mean([r['train_minutes'] + r['eval_minutes'] for r in results])
     steps = f" of {b['steps_per_epoch']} steps" if b['steps_per_epoch'] else ''
-    evaluation = ('whole slices' if b['eval_patch'] == 'whole' else 'sliding windows of the 96×112 training patch, 50 % overlap')
+    p = preset('phantom'); patch = '×'.join(map(str, p.patch_size))
+    evaluation = ('whole slices' if b['eval_patch'] == 'whole' else f'sliding windows of the {patch} training patch, 50 % overlap')
     fmt = lambda m, sd: f'{100 * m:.1f} ± {100 * sd:.1f}' if np.isfinite(sd) else f'{100 * m:.1f}'
     lines = ['# The phantom study', '',
              f"{meta['date'][:10]} · commit {commit} · {meta['machine']} · torch {torch.__version__} · {a.threads} threads", '',
              f"Each configuration trained with seeds {', '.join(map(str, seeds))} at the same budget "
-             f"({b['epochs']} epochs{steps} of the `phantom` preset: 2D, batch 8, 96×112 crops; "
+             f"({b['epochs']} epochs{steps} of the `phantom` preset: 2D, batch {p.batch_size}, {patch} crops; "
              f"no validation, `last.pt` scored) on the demo's phantom with mr2468 masks, then scored on its "
              f"{meta['test_cases']} test cases under all 15 subsets ({evaluation}). Dice (%): mean over the 15 subsets of the per-subset "
              f"mean over cases; ± the standard deviation over seeds; Δ: the mean difference to {s.index[0]} with the same "
@@ -188,7 +193,7 @@ def main():
     if not a.report_only: cache = phantom_data(work, seed=preset('phantom').seed)
     for seed in a.seeds:          # seeds outermost: a partial study still compares every configuration
         for name in a.configs:
-            f = work / f'{slug(name)}_s{seed}' / 'result.json'
+            f = run_dir(work, name, seed) / 'result.json'
             if a.report_only:
                 if f.is_file(): results.append(json.loads(f.read_text()))
                 continue
