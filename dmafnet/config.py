@@ -33,6 +33,7 @@ class TrainConfig:
     data: str|None = None          # raw data folder, or a preprocessed cache (holds cases.csv); None: generate the phantom
     cache: str|None = None         # preprocessed cache folder; None: `data` if it is a cache, else <out>/data/cache
     split: str|None = None         # folder with train.txt and val.txt; None: the cache's own split (`preprocess_dataset` writes one)
+    split_seed: int = 1037         # seed of the train/val/test split drawn when no split is given (not the run's `seed`)
     phantom_cases: int = 24        # phantom: number of cases generated when `data` is None
     phantom_spacing: float = 2.0   # phantom: voxel size in mm (1.0 is BraTS-sized)
     phantom_seed: int = 0          # phantom: generator seed
@@ -44,6 +45,9 @@ class TrainConfig:
     # --- geometry
     spatial_dims: int = 3          # 3: volumes and 3D network; 2: axial slices and 2D network
     patch_size: tuple|None = (80, 80, 80)  # random crop per sample (one entry per spatial axis); None: whole volume/slice
+    foreground_prob: float = 1/3   # [choice] share of crops centred on a labelled voxel (the rest anywhere)
+    rotate_prob: float = 0.5       # [choice] probability of the ±10° rotation of a training sample
+    train_slices: str = 'brain'    # 2D: training slices with any brain ('brain'), with tumour only ('foreground'), or 'all'
     # --- network
     base_width: int = 8            # encoder widths base_width·[1,2,4,8,16]
     fusion: str = 'dmaf'           # 'dmaf', 'mean' or 'concat'
@@ -97,6 +101,7 @@ class TrainConfig:
 
 # %% ../nbs/08a_config.ipynb #3f333453
 _CHOICES = dict(dataset=tuple(DATASETS), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
+                train_slices=('brain', 'foreground', 'all'),
                 precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3))
 _POSITIVE = ('epochs', 'batch_size', 'lr', 'poly_power', 'base_width', 'phantom_cases', 'phantom_spacing',
              'val_cases', 'max_nonfinite', 'steps_per_epoch', 'grad_clip')
@@ -152,6 +157,8 @@ def _check(cfg:TrainConfig, check_paths:bool=True)->TrainConfig:
     for name in _NONNEGATIVE:
         v = getattr(cfg, name)
         if v < 0: raise ValueError(f"config field '{name}': must be ≥ 0, got {v!r}")
+    for name in ('foreground_prob', 'rotate_prob'):
+        if not 0 <= getattr(cfg, name) <= 1: raise ValueError(f"config field '{name}': must be within [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads is not None and cfg.threads < 1: raise ValueError(f"config field 'threads': must be ≥ 1, got {cfg.threads}")
     if isinstance(cfg.patch_size, int): cfg.patch_size = (cfg.patch_size,) * cfg.spatial_dims
     if cfg.patch_size is not None:
@@ -220,9 +227,14 @@ PRESETS = {
     'myops2020': dict(dataset='myops', spatial_dims=2, patch_size=(256, 256), batch_size=8, setting='mr246',
                       val_cases=5),
     'brats2020': dict(workers=4),
+    # the evidence study (benchmarks/evidence.py): many short runs on 2 CPU cores. The 3 mm phantom (48 cases: 29
+    # train, 7 val, 12 test) in 2D, 64×64 crops, base width 4 (1/4 of the parameters), a fixed budget of 600 steps
+    # of batch 8 at lr 2e-3, validation every epoch (its last quarter shows whether the run has levelled off)
+    'study': dict(spatial_dims=2, patch_size=(64, 64), batch_size=8, base_width=4, lr=2e-3, epochs=12,
+                  steps_per_epoch=50, val_every=1, val_cases=4, phantom_cases=48, phantom_spacing=3.0, workers=0),
 }
 
-def preset(name:str,   # 'phantom', 'brats2020' or 'myops2020'
+def preset(name:str,   # 'phantom', 'brats2020', 'myops2020' or 'study'
            **changes   # fields to change on top of the preset
           )->TrainConfig:
     "The named preset as a checked `TrainConfig`, with `changes` applied."

@@ -12,7 +12,7 @@ import torch
 from .losses import modality_names
 
 # %% auto #0
-__all__ = ['STAT_ROWS', 'GAPS', 'availability_table', 'omega_from_counts', 'DTM', 'plot_dtm_history']
+__all__ = ['STAT_ROWS', 'GAPS', 'SCHEDULES', 'availability_table', 'omega_from_counts', 'DTM', 'plot_dtm_history']
 
 # %% ../nbs/07_dtm.ipynb #8dc66e6b
 def _parse_mask(v): # one mask: "[True, False, ...]" (PASSION CSV), a sequence, or an array
@@ -47,6 +47,7 @@ def omega_from_counts(counts,  # N_m: training cases holding each modality
 # %% ../nbs/07_dtm.ipynb #9556157b
 STAT_ROWS = ('n', 'gated', 'n_multi', 'gap_sum', 'rp_sum')  # rows of the epoch accumulator tensor (sums, M columns)
 GAPS = ('proto', 'cca', 'maa', 'feature')                   # what the gap D^m measures (computed by the criterion)
+SCHEDULES = ('run', 'paper')                                 # when β is updated (see "Time scale")
 
 class DTM:
     "Dynamic training monitoring (SPEC §4): gaps, relative preference, gates, ω and β, encoder gradient scaling."
@@ -61,19 +62,24 @@ class DTM:
                  grad_scaling:bool=True,        # k_m = β_m on encoder gradients [choice]; False = off
                  strict_passion:bool=False,     # gate single-modality samples off (PASSION) [choice]
                  use_omega:bool=True, use_gate:bool=True, use_beta:bool=True, # loss factors (ablations)
+                 schedule:str='run',            # 'run': the paper's β updates spread over the run's steps [choice]; 'paper': one per epoch
+                 paper_epochs:int=300,          # length of the paper's schedule: β updates a 'run'-scheduled run makes
                 ):
         if gap not in GAPS: raise ValueError(f"gap must be one of {GAPS}, got {gap!r}")
+        if schedule not in SCHEDULES: raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.n_modalities, self.modalities = n_modalities, modality_names(n_modalities, modalities)
         om = torch.ones(n_modalities) if omega is None else torch.as_tensor(np.asarray(omega, dtype=np.float32))
         if om.shape != (n_modalities,): raise ValueError(f"omega must have {n_modalities} values, got shape {tuple(om.shape)}")
         self.options = dict(gap=gap, eta=eta, eta_growth=eta_growth, eta_every=eta_every, beta_min=beta_min,
                             beta_max=beta_max, grad_scaling=grad_scaling, strict_passion=strict_passion,
-                            use_omega=use_omega, use_gate=use_gate, use_beta=use_beta)
+                            use_omega=use_omega, use_gate=use_gate, use_beta=use_beta, schedule=schedule,
+                            paper_epochs=paper_epochs)
         for k, v in self.options.items():
             if k != 'eta': setattr(self, k, v)   # η is the property `eta` (scheduled)
         self.omega, self.beta = om.float(), torch.ones(n_modalities)
         self._stats = torch.zeros(len(STAT_ROWS), n_modalities)
         self.epoch, self.counts, self.n_cases, self._history = 0, None, None, []
+        self.total_steps = None   # set by `plan` (schedule 'run')
 
     @classmethod
     def from_masks(cls, masks, # mask table, CSV path, dict name → mask or N×M array (see `availability_table`)
@@ -95,8 +101,34 @@ class DTM:
 
     @property
     def eta(self)->float:
-        "η for the current epoch: η₀ · growth^(⌊epoch / every⌋ + 1)."
-        return self.options['eta'] * self.eta_growth ** (self.epoch // self.eta_every + 1)
+        "η of the next β update: η₀ · growth^(⌊e / every⌋ + 1) at the update's place e in the paper's schedule (× its stretch)."
+        e, stretch = self.epoch, 1.0
+        if self.scaled:
+            stretch = self.paper_epochs / self.n_updates; e = self.epoch * stretch
+        return self.options['eta'] * self.eta_growth ** (int(e // self.eta_every) + 1) * stretch
+
+    def plan(self, total_steps:int # optimiser steps the whole run makes
+            )->None:
+        "Tell a 'run'-scheduled monitor how long the run is; its β updates are then due by `due(step)`."
+        if total_steps < 1: raise ValueError(f"plan: a run needs ≥ 1 step, got {total_steps}")
+        self.total_steps = int(total_steps)
+
+    @property
+    def scaled(self)->bool:
+        "Whether β follows the run's length (schedule 'run', planned) rather than its epochs."
+        return self.schedule == 'run' and self.total_steps is not None
+
+    @property
+    def n_updates(self)->int:
+        "β updates in the run: `paper_epochs` (fewer when the run has fewer steps) if scaled."
+        return min(self.paper_epochs, self.total_steps) if self.scaled else self.paper_epochs
+
+    def due(self, step:int # optimiser steps done so far in the run (1 after the first)
+           )->bool:
+        "Whether a β update (`end_epoch`) falls after step `step`; always False unless scaled (then the loop closes epochs)."
+        if not self.scaled: return False
+        U, T = self.n_updates, self.total_steps
+        return 0 < step <= T and step * U // T > (step - 1) * U // T
 
     @property
     def k(self)->torch.Tensor|None:
@@ -133,6 +165,7 @@ class DTM:
 
     def end_epoch(self, reduce=None, # callable applied to the accumulator tensor first (in place, or returning it), e.g. `torch.distributed.all_reduce`
                   model=None,         # if given, `apply_grad_scaling(model)` afterwards
+                  step:int|None=None, # the run's step count at this update (kept in the history)
                  )->pd.DataFrame:
         "Close the epoch: epoch means, β update, a history row per modality; returns this epoch's rows."
         stats = self._stats
@@ -146,7 +179,7 @@ class DTM:
         beta = beta * math.sqrt(M) / beta.norm()
         self.beta = beta.float().to(self._stats.device)
         nan = float('nan')
-        rows = [dict(epoch=self.epoch, modality=name, gap=float(gap_sum[i] / n_multi[i]) if n_multi[i] else nan,
+        rows = [dict(epoch=self.epoch, step=step, modality=name, gap=float(gap_sum[i] / n_multi[i]) if n_multi[i] else nan,
                      rp=float(rp[i]) if n_multi[i] else nan, beta=float(beta[i]),
                      k=float(beta[i]) if self.grad_scaling else 1.0, gate_rate=float(gated[i] / n[i]) if n[i] else nan,
                      eta=eta, n=int(n[i]), n_multi=int(n_multi[i]), omega=float(self.omega[i]))
@@ -170,8 +203,8 @@ class DTM:
 
     @property
     def history(self)->pd.DataFrame:
-        "One row per epoch and modality: epoch, modality, gap, rp, beta (after the epoch's update), k, gate_rate, eta, n, n_multi, omega."
-        cols = ['epoch', 'modality', 'gap', 'rp', 'beta', 'k', 'gate_rate', 'eta', 'n', 'n_multi', 'omega']
+        "One row per update (epoch) and modality: epoch, step, modality, gap, rp, beta (after the update), k, gate_rate, eta, n, n_multi, omega."
+        cols = ['epoch', 'step', 'modality', 'gap', 'rp', 'beta', 'k', 'gate_rate', 'eta', 'n', 'n_multi', 'omega']
         return pd.DataFrame(self._history, columns=cols)
 
     def state_dict(self)->dict:

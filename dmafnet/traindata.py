@@ -67,7 +67,7 @@ def resolve_cache(cfg:TrainConfig # the run's configuration
         raw = out/'raw'
         if len(list(raw.glob('*/*_seg.nii*'))) < cfg.phantom_cases:
             make_phantom(raw, n_cases=cfg.phantom_cases, seed=cfg.phantom_seed, spacing=cfg.phantom_spacing)
-    df = preprocess_dataset(raw, cache, split_seed=cfg.seed, verbose=False)
+    df = preprocess_dataset(raw, cache, split_seed=cfg.split_seed, verbose=False)
     if not (df['status'] != 'skipped').any():
         raise ValueError(f"config field 'data': no case of {raw} could be preprocessed (see {cache/'cases.csv'})")
     return cache
@@ -81,7 +81,7 @@ def resolve_split(cfg:TrainConfig, cache:Path)->tuple[list, list]:
     elif (cache/'train.txt').is_file(): split, where = read_split(cache), 'data'
     else:
         folder = Path(cfg.out)/'data'/'split'
-        if not (folder/'train.txt').is_file(): write_split(make_split(names, seed=cfg.seed), folder)
+        if not (folder/'train.txt').is_file(): write_split(make_split(names, seed=cfg.split_seed), folder)
         split, where = read_split(folder), 'data'
     train, val = split.get('train', []), split.get('val', [])
     if not train: raise ValueError(f"config field '{where}': the split has no training cases")

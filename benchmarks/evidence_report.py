@@ -1,0 +1,248 @@
+"""The evidence study's report: evidence.json, evidence.md and its figures, from the per-run result files.
+
+    .venv/bin/python benchmarks/evidence.py --report-only      # (calls `write_report`)
+
+Statistics. A configuration's score is the mean over the 15 subsets of the per-subset mean Dice over the test
+cases (points). Differences to `mean` fusion are paired by seed (the same seed gives the same sample order and
+augmentation, and every run shares data, split and masks); the interval is Student's t 95 % interval of the
+paired differences (n − 1 degrees of freedom). Nothing is selected by looking at test data: every run is scored
+on its last checkpoint, every finished run enters.
+"""
+from __future__ import annotations
+import json, subprocess, sys
+from datetime import datetime, timezone
+from itertools import permutations
+from pathlib import Path
+import numpy as np, pandas as pd
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from bench_ablation_steps import CONFIGS
+from bench_train import machine
+
+REGIONS = ('WT', 'TC', 'ET')
+MODALITIES = ('flair', 't1ce', 't1', 't2')
+BASELINE, FULL = 'mean fusion', 'full DMAF-Net (+ DTM)'
+SETTING_ORDER = ('pdt', 'mr2468', 'mr8825')
+# which tumour tissue each region's DMAF weight is read in (the region's defining tissue in the phantom)
+REGION_TISSUE = {'WT': 'edema', 'TC': 'necrosis', 'ET': 'enhancing'}
+
+def load_runs(folder:Path)->list[dict]:
+    "Every finished run's result, in a stable order."
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))]
+
+def t_interval(d)->dict:
+    "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two)."
+    d = np.asarray(d, float); n = len(d); m = float(d.mean()) if n else float('nan')
+    if n < 2: return dict(mean=round(m, 2), ci_low=float('nan'), ci_high=float('nan'), n=n)
+    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
+    return dict(mean=round(m, 2), ci_low=round(m - h, 2), ci_high=round(m + h, 2), n=n)
+
+def run_table(runs:list[dict])->pd.DataFrame:
+    return pd.DataFrame([dict(config=r['config'], setting=r['setting'], seed=r['seed'], WT=r['wt'], TC=r['tc'], ET=r['et'],
+                              minutes=r['minutes']) for r in runs])
+
+def paired(runs:list[dict])->dict:
+    "Per setting and configuration: per region (and per subset) the paired difference to `mean` fusion."
+    out = {}
+    for setting in SETTING_ORDER:
+        rs = [r for r in runs if r['setting'] == setting]
+        base = {r['seed']: r for r in rs if r['config'] == BASELINE}
+        for config in [c for c in CONFIGS if c != BASELINE]:
+            pairs = [(r, base[r['seed']]) for r in rs if r['config'] == config and r['seed'] in base]
+            if not pairs: continue
+            entry = {reg: t_interval([r[reg.lower()] - b[reg.lower()] for r, b in pairs]) for reg in REGIONS}
+            entry['per_subset'] = {s: {reg: t_interval([r['per_subset'][s][reg] - b['per_subset'][s][reg] for r, b in pairs])
+                                       for reg in REGIONS} for s in pairs[0][0]['per_subset']}
+            out.setdefault(setting, {})[config] = entry
+    return out
+
+def dilution(run:dict)->float:
+    """Mean over regions and ordered pairs (X, Y) with X the more informative alone (higher Dice for the region) of
+    Dice(X) − Dice(X+Y), in points: how much adding a less informative modality costs."""
+    ps, vals = run['per_subset'], []
+    for reg in REGIONS:
+        for x, y in permutations(MODALITIES, 2):
+            pair = '+'.join(m for m in MODALITIES if m in (x, y))
+            if ps[x][reg] > ps[y][reg]: vals.append(ps[x][reg] - ps[pair][reg])
+    return float(np.mean(vals))
+
+def weight_correlation(runs:list[dict])->dict:
+    """Per region: Pearson r between a modality's mean DMAF weight inside the region's tissue and its single-modality
+    Dice for the region, pooled over the DMAF runs under mr2468 (4 points a run)."""
+    out = {}
+    for reg, tissue in REGION_TISSUE.items():
+        w, d = [], []
+        for r in runs:
+            if r.get('dmaf_weights') and r['setting'] == 'mr2468':
+                for m in MODALITIES: w.append(r['dmaf_weights'][tissue][m]); d.append(r['per_subset'][m][reg])
+        if len(w) >= 3 and np.std(w) > 0 and np.std(d) > 0:
+            rr, p = stats.pearsonr(w, d); out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue)
+    return out
+
+def plateau(runs:list[dict])->dict:
+    "Per setting/config: mean and largest |change| of validation Dice (points) over the last 25 % of the budget."
+    out = {}
+    for r in runs:
+        c = r['val_curve']
+        if len(c) < 2: continue
+        total = c[-1]['step']; start = [v for v in c if v['step'] <= 0.75 * total + 1e-9]
+        if not start: continue
+        out.setdefault(f"{r['setting']} / {r['config']}", []).append(c[-1]['val_mean'] - start[-1]['val_mean'])
+    return {k: dict(mean=round(float(np.mean(v)), 2), max_abs=round(float(np.max(np.abs(v))), 2), runs=len(v)) for k, v in out.items()}
+
+def summary(runs:list[dict])->dict:
+    "The numbers of evidence.json."
+    df = run_table(runs)
+    dil = {}
+    for setting in SETTING_ORDER:
+        for config in CONFIGS:
+            v = [dilution(r) for r in runs if r['setting'] == setting and r['config'] == config]
+            if v: dil.setdefault(setting, {})[config] = dict(mean=round(float(np.mean(v)), 2), sd=round(float(np.std(v, ddof=1)), 2) if len(v) > 1 else None, runs=len(v))
+    full = [r for r in runs if r['config'] == FULL and r.get('final_beta')]
+    beta_dev = {s: round(max(abs(b - 1) for r in full if r['setting'] == s for b in r['final_beta'].values()), 4)
+                for s in SETTING_ORDER if any(r['setting'] == s for r in full)}
+    grads = [r['grad_norms'] for r in full if r.get('grad_norms')]
+    ratio = {m: round(float(np.mean([g['k_on'][m] / g['k_off'][m] for g in grads if g['k_off'][m] > 0])), 4) for m in MODALITIES} if grads else {}
+    kmean = {m: round(float(np.mean([g['k'][m] for g in grads])), 4) for m in MODALITIES} if grads else {}
+    means = df.groupby(['setting', 'config'])[list(REGIONS)].agg(['mean', 'std', 'count'])
+    table = {f'{s} / {c}': {reg: dict(mean=round(float(means.loc[(s, c), (reg, 'mean')]), 2),
+                                      sd=round(float(means.loc[(s, c), (reg, 'std')]), 2) if means.loc[(s, c), (reg, 'count')] > 1 else None,
+                                      seeds=int(means.loc[(s, c), (reg, 'count')])) for reg in REGIONS} for s, c in means.index}
+    return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
+                           minutes=r['minutes']) for r in runs],
+                means=table, paired=paired(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
+                dtm_beta_max_abs_dev=beta_dev, final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
+                grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs))
+
+# --- figures --------------------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+def fig_paired(s:dict, path:Path):
+    "Paired differences to mean fusion with 95 % intervals, per setting, configuration and region."
+    plt = _plt()
+    rows = [(st, c, e) for st in SETTING_ORDER for c, e in s['paired'].get(st, {}).items()]
+    if not rows: return
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.45 * len(rows) + 1.6), sharey=True)
+    for ax, reg in zip(axes, REGIONS):
+        for i, (st, c, e) in enumerate(rows):
+            d = e[reg]; lo, hi = d['ci_low'], d['ci_high']
+            col = '#2ca02c' if np.isfinite(lo) and lo > 0 else '#d62728' if np.isfinite(hi) and hi < 0 else '#555555'
+            if np.isfinite(lo): ax.plot([lo, hi], [i, i], color=col, lw=2)
+            ax.plot(d['mean'], i, 'o', color=col)
+        ax.axvline(0, color='k', lw=.8); ax.grid(axis='x', alpha=.3)
+        ax.set(title=f'{reg}: Δ Dice vs mean fusion (points)', xlabel='paired difference, 95 % t-interval')
+    axes[0].set_yticks(range(len(rows))); axes[0].set_yticklabels([f'{c} [{st}]' for st, c, _ in rows], fontsize=8)
+    axes[0].set_ylim(len(rows) - .5, -.5)
+    fig.suptitle('Evidence study: each configuration minus mean fusion, paired by seed (green: interval above 0, red: below)', fontsize=10)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def fig_weights(runs:list[dict], path:Path):
+    "DMAF weight per modality inside each region's tissue against that modality's single-modality Dice."
+    plt = _plt()
+    rs = [r for r in runs if r.get('dmaf_weights') and r['setting'] == 'mr2468']
+    if not rs: return
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    colours = dict(zip(MODALITIES, ('#1f77b4', '#d62728', '#2ca02c', '#9467bd')))
+    for ax, (reg, tissue) in zip(axes, REGION_TISSUE.items()):
+        for m in MODALITIES:
+            ax.plot([r['dmaf_weights'][tissue][m] for r in rs], [r['per_subset'][m][reg] for r in rs], 'o', color=colours[m], alpha=.6, label=m)
+        ax.set(title=f'{reg} ({tissue})', xlabel=f'mean DMAF weight in {tissue}', ylabel=f'{reg} Dice, modality alone')
+        ax.axvline(0.25, color='k', lw=.6, ls=':'); ax.grid(alpha=.3)
+    ax = axes[3]
+    w = np.array([[np.mean([r['dmaf_weights'][t][m] for r in rs]) for m in MODALITIES] for t in ('enhancing', 'necrosis', 'edema', 'normal')])
+    im = ax.imshow(w, cmap='viridis', vmin=0, vmax=max(.5, w.max())); fig.colorbar(im, ax=ax, fraction=.046)
+    ax.set_xticks(range(4)); ax.set_xticklabels(MODALITIES); ax.set_yticks(range(4)); ax.set_yticklabels(('enhancing', 'necrosis', 'edema', 'normal'))
+    for (i, j), v in np.ndenumerate(w): ax.text(j, i, f'{v:.2f}', ha='center', va='center', color='w' if v < .35 else 'k', fontsize=8)
+    ax.set_title('mean weight (all four available)')
+    axes[0].legend(fontsize=8); fig.suptitle(f'DMAF weights vs what each modality shows ({len(rs)} DMAF runs, mr2468; 0.25 = mean fusion)', fontsize=10)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def fig_dtm(runs:list[dict], path:Path):
+    "β per modality over training (full DMAF-Net), and shared-decoder Dice per modality with and without DTM."
+    plt = _plt()
+    full = [r for r in runs if r['config'] == FULL and r.get('dtm')]
+    tracked = [r for r in runs if r.get('unimodal_curve')]
+    if not full: return
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    colours = dict(zip(MODALITIES, ('#1f77b4', '#d62728', '#2ca02c', '#9467bd')))
+    for r in full:
+        if r['setting'] != 'mr2468': continue
+        for m in MODALITIES: axes[0].plot(r['dtm'][m]['step'], r['dtm'][m]['beta'], color=colours[m], alpha=.6, label=m if r is full[0] else None)
+    axes[0].axhline(1, color='k', lw=.6); axes[0].set(title='β = k per modality over training (mr2468, each seed)', xlabel='step', ylabel='β')
+    axes[0].legend(fontsize=8)
+    for ax, reg in zip(axes[1:], ('WT', 'ET')):
+        for config, ls in ((FULL, '-'), ('DMAF + relation + prototype', '--')):
+            rs = [r for r in tracked if r['config'] == config]
+            if not rs: continue
+            for m in MODALITIES:
+                steps = [c['step'] for c in rs[0]['unimodal_curve']]
+                vals = np.mean([[100 * c[f'{m}_{reg}'] for c in r['unimodal_curve']] for r in rs if len(r['unimodal_curve']) == len(steps)], 0)
+                ax.plot(steps, vals, ls, color=colours[m], label=f"{m}, {'DTM' if config == FULL else 'no DTM'}")
+        ax.set(title=f'{reg}: shared decoder, modality alone (validation, mean over seeds)', xlabel='step', ylabel='Dice (%)'); ax.grid(alpha=.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+# --- the report -----------------------------------------------------------------------------------------------------
+def write_report(run_folder:Path, prefix:Path)->str:
+    "Write `prefix`.json, `prefix`.md and `prefix`_*.png from the result files in `run_folder`; return the Markdown."
+    runs = load_runs(run_folder)
+    if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder}')
+    s = summary(runs)
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
+                     budget=runs[0]['budget'], test_cases=runs[0]['test_cases'], interval="Student's t, 95 %, paired by seed")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f'{prefix}.json').write_text(json.dumps(s, indent=1))
+    name = prefix.name
+    fig_paired(s, Path(f'{prefix}_paired.png')); fig_weights(runs, Path(f'{prefix}_weights.png')); fig_dtm(runs, Path(f'{prefix}_dtm.png'))
+    b = runs[0]['budget']
+    fmt = lambda d: f"{d['mean']:.1f} ± {d['sd']:.1f}" if d['sd'] is not None else f"{d['mean']:.1f}"
+    ci = lambda d: f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]" if np.isfinite(d['ci_low']) else f"{d['mean']:+.1f}"
+    L = ['# The evidence study', '',
+         f"{s['meta']['date'][:10]} · report at commit {commit} · {s['meta']['machine']} · {len(runs)} runs, "
+         f"{np.mean([r['minutes'] for r in runs]):.1f} min each on average (training, scoring and probes)", '',
+         f"Each run: the `study` preset (2D, 3 mm phantom, {b['epochs']} × {b['steps_per_epoch']} steps of batch {b['batch_size']}), "
+         f"scored on `last.pt` on {runs[0]['test_cases']} test cases under all 15 subsets (whole slices). Dice in points: "
+         "mean over the 15 subsets; ± the s.d. over seeds. Δ: paired difference to mean fusion (same seed) with its "
+         "95 % t-interval. Made by `benchmarks/evidence.py`; the reading is `evidence_reading.md`.", '',
+         '## Scores and paired differences', '',
+         '| setting | configuration | seeds | WT | TC | ET | Δ WT | Δ TC | Δ ET | dilution |', '|---|---|---|---|---|---|---|---|---|---|']
+    for st in SETTING_ORDER:
+        for c in CONFIGS:
+            key = f'{st} / {c}'
+            if key not in s['means']: continue
+            m = s['means'][key]; p = s['paired'].get(st, {}).get(c)
+            dl = s['dilution'].get(st, {}).get(c)
+            dls = f"{dl['mean']:.1f}" if dl else '–'
+            L.append(f"| {st} | {c} | {m['WT']['seeds']} | " + ' | '.join(fmt(m[r]) for r in REGIONS) + ' | '
+                     + (' | '.join(ci(p[r]) for r in REGIONS) if p else '– | – | –') + f' | {dls} |')
+    L += ['', f'![Paired differences]({name}_paired.png)', '',
+          '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
+          'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',
+          '## DMAF weights track what each modality shows', '']
+    wc = s['dmaf_weight_correlation']
+    L += ['| region | tissue | Pearson r | p | points |', '|---|---|---|---|---|']
+    L += [f"| {reg} | {d['tissue']} | {d['r']:+.3f} | {d['p']:.2g} | {d['points']} |" for reg, d in wc.items()]
+    L += ['', f'![DMAF weights]({name}_weights.png)', '', '## DTM acts', '',
+          '| setting | largest \\|β − 1\\| at the end (full DMAF-Net, over seeds and modalities) |', '|---|---|']
+    L += [f'| {st} | {v:.3f} |' for st, v in s['dtm_beta_max_abs_dev'].items()]
+    g = s['grad_scaling']
+    if g['ratio_on_off']:
+        L += ['', f"Gradient scaling in a real training step (full DMAF-Net, mr2468 and the sweep, {g['runs']} runs, the final β of each "
+              "run, 4 training batches): encoder gradient norm with k on ÷ with k off, against the mean k.", '',
+              '| | ' + ' | '.join(MODALITIES) + ' |', '|---|' + '---|' * len(MODALITIES),
+              '| norm ratio (on/off) | ' + ' | '.join(f"{g['ratio_on_off'][m]:.3f}" for m in MODALITIES) + ' |',
+              '| mean k | ' + ' | '.join(f"{g['mean_k'][m]:.3f}" for m in MODALITIES) + ' |']
+    L += ['', f'![DTM]({name}_dtm.png)', '', '## Plateau', '',
+          'Validation Dice (mean over all-four and each single modality, regions; points): change over the last 25 % of the budget.', '',
+          '| setting and configuration | mean change | largest \\|change\\| | runs |', '|---|---|---|---|']
+    L += [f"| {k} | {v['mean']:+.2f} | {v['max_abs']:.2f} | {v['runs']} |" for k, v in s['plateau'].items()]
+    L.append('')
+    text = '\n'.join(L)
+    Path(f'{prefix}.md').write_text(text)
+    return text
