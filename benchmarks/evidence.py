@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/evidence.py --commit          # the whole study (50 runs), resumable, each result committed
     .venv/bin/python benchmarks/evidence.py --report-only     # tables, figures and evidence.json from the finished runs
-    .venv/bin/python benchmarks/evidence.py --device cuda --seeds 1037 1038 1039 1040 1041 1042 1043 1044 1045 1046 \\
-        --results benchmarks/evidence_gpu --runs benchmarks/evidence_gpu_runs --work runs/evidence_gpu   # one GPU
+    .venv/bin/python benchmarks/evidence.py --device cuda --configs 'mean fusion' 'full DMAF-Net (+ DTM)' \\
+        --settings mr2468 mr8825 --seeds 1037 1038 1039 1040 1041 1042 1043 1044 1045 1046 \\
+        --results benchmarks/evidence_gpu --runs benchmarks/evidence_gpu_runs --work runs/evidence_gpu   # one GPU (unrun)
 
 Every run starts from the `study` preset (see `dmafnet.config.PRESETS`: 2D slices of the 3 mm phantom, 48 cases, a
 narrow network, a fixed budget of steps), on one phantom cache whose cases, split (split seed 1037) and mr2468 /
@@ -82,10 +83,10 @@ def mask_table(work:Path, cache:Path, setting:str)->str|None:
     return str(path)
 
 # --- probes ---------------------------------------------------------------------------------------------------------
-def _slices(case:dict)->torch.Tensor:
-    "A cached 3D case as a batch of axial slices D×M×H×W, padded to multiples of 16."
+def _slices(case:dict, model)->tuple[torch.Tensor, tuple]:
+    "A cached 3D case as a batch of axial slices D×M×H×W on the model's device, padded to multiples of 16."
     x = torch.as_tensor(np.asarray(case['image']), dtype=torch.float32).permute(3, 0, 1, 2)
-    return pad_to_multiple(x)
+    return pad_to_multiple(x.to(next(model.parameters()).device))
 
 @torch.no_grad()
 def unimodal_dice(model, cases:list[dict], regions:dict)->dict:
@@ -94,11 +95,11 @@ def unimodal_dice(model, cases:list[dict], regions:dict)->dict:
     out = {m: {r: [] for r in regions} for m in MODALITIES}
     try:
         for case in cases:
-            x, crop = _slices(case); label = np.asarray(case['label'])
+            x, crop = _slices(case, model); label = np.asarray(case['label'])
             for i, m in enumerate(MODALITIES):
-                a = torch.zeros(len(x), len(MODALITIES), dtype=torch.bool); a[:, i] = True
+                a = torch.zeros(len(x), len(MODALITIES), dtype=torch.bool, device=x.device); a[:, i] = True
                 z = model(x, a).modality_logits[:, i][crop]                        # D×K×H×W
-                pred = z.argmax(1).permute(1, 2, 0).numpy()
+                pred = z.argmax(1).permute(1, 2, 0).cpu().numpy()
                 for r, labels in regions.items(): out[m][r].append(dice(region_mask(pred, labels), region_mask(label, labels)))
     finally: model.train(was)
     return {m: {r: float(np.mean(v)) for r, v in d.items()} for m, d in out.items()}
@@ -110,12 +111,12 @@ def dmaf_weights(model, cases:list[dict])->dict|None:
     sums = {t: np.zeros(len(MODALITIES)) for t in TISSUES}; counts = {t: 0 for t in TISSUES}
     try:
         for case in cases:
-            x, crop = _slices(case); label = np.asarray(case['label'])
+            x, crop = _slices(case, model); label = np.asarray(case['label'])
             brain = (np.asarray(case['image']) != 0).any(0)
-            att = model(x, torch.ones(len(x), len(MODALITIES), dtype=torch.bool), modality_logits=False).attention
+            att = model(x, torch.ones(len(x), len(MODALITIES), dtype=torch.bool, device=x.device), modality_logits=False).attention
             if att is None: return None
             maps = resize_maps(att.float(), x.shape[2:])[crop]                        # D×M×H×W
-            maps = maps.permute(1, 2, 3, 0).numpy()                                            # M×H×W×D
+            maps = maps.permute(1, 2, 3, 0).cpu().numpy()                                            # M×H×W×D
             for t, k in TISSUES.items():
                 sel = (label == k) & (brain if k == 0 else True)
                 if sel.any(): sums[t] += maps[:, sel].sum(1); counts[t] += int(sel.sum())
@@ -128,7 +129,7 @@ def grad_norms(cfg, checkpoint:Path, beta:list[float], n_batches:int=4)->dict:
     tr = Trainer(cfg, resume=True)                   # the run's data, criterion, DTM state and weights at the end
     tr.batches.set_epoch(0, 0); it = iter(tr.loader); batches = [next(it) for _ in range(min(n_batches, tr.steps))]
     net = tr.model; out = {}
-    for name, k in (('k_on', torch.tensor(beta)), ('k_off', None)):
+    for name, k in (('k_on', torch.tensor(beta, device=tr.device)), ('k_off', None)):
         norms = np.zeros(len(MODALITIES))
         net.set_grad_scale(k)
         for b in batches:
@@ -176,7 +177,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     per = ev.per_subset(); mean = ev.mean()
     t2 = time.perf_counter()
     log = pd.read_csv(out / 'log.csv')
-    result = dict(config=config, setting=setting, seed=seed, budget=dict(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+    result = dict(config=config, setting=setting, seed=seed, machine=machine(), threads=a.threads, device=a.device, budget=dict(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
                   batch_size=cfg.batch_size), test_cases=len(names),
                   **{r.lower(): round(100 * float(mean[f'dice_{r}']), 2) for r in REGIONS},
                   per_subset={s: {r: round(100 * float(v), 2) for r, v in zip(REGIONS, row)}
@@ -200,10 +201,11 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     return result
 
 def commit(path:Path, message:str):
-    "Commit one result file, and only it (retried while another git command holds the index)."
+    "Commit one result file, and only it, in the repository that holds it (retried while another git command holds the index)."
+    path = Path(path).resolve(); repo = path.parent
     for attempt in range(10):
-        add = subprocess.run(['git', 'add', '--', str(path)], cwd=ROOT, capture_output=True, text=True)
-        c = subprocess.run(['git', 'commit', '-q', '-m', message, '--', str(path)], cwd=ROOT, capture_output=True, text=True)
+        add = subprocess.run(['git', 'add', '--', path.name], cwd=repo, capture_output=True, text=True)
+        c = subprocess.run(['git', 'commit', '-q', '-m', message, '--', path.name], cwd=repo, capture_output=True, text=True)
         if add.returncode == 0 and c.returncode == 0: return
         if 'index.lock' not in (add.stderr + c.stderr): print(f'evidence: could not commit {path}: {c.stderr.strip()}', flush=True); return
         time.sleep(3)

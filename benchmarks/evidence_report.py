@@ -19,7 +19,6 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from bench_ablation_steps import CONFIGS
-from bench_train import machine
 
 REGIONS = ('WT', 'TC', 'ET')
 MODALITIES = ('flair', 't1ce', 't1', 't2')
@@ -194,7 +193,8 @@ def write_report(run_folder:Path, prefix:Path)->str:
     if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder}')
     s = summary(runs)
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
+    machines = sorted({r.get('machine', 'not recorded') for r in runs})
+    s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machines=machines,
                      budget=runs[0]['budget'], test_cases=runs[0]['test_cases'], interval="Student's t, 95 %, paired by seed")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{prefix}.json').write_text(json.dumps(s, indent=1))
@@ -204,7 +204,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
     fmt = lambda d: f"{d['mean']:.1f} ± {d['sd']:.1f}" if d['sd'] is not None else f"{d['mean']:.1f}"
     ci = lambda d: f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]" if np.isfinite(d['ci_low']) else f"{d['mean']:+.1f}"
     L = ['# The evidence study', '',
-         f"{s['meta']['date'][:10]} · report at commit {commit} · {s['meta']['machine']} · {len(runs)} runs, "
+         f"{s['meta']['date'][:10]} · report at commit {commit} · runs on {'; '.join(machines)} · {len(runs)} runs, "
          f"{np.mean([r['minutes'] for r in runs]):.1f} min each on average (training, scoring and probes)", '',
          f"Each run: the `study` preset (2D, 3 mm phantom, {b['epochs']} × {b['steps_per_epoch']} steps of batch {b['batch_size']}), "
          f"scored on `last.pt` on {runs[0]['test_cases']} test cases under all 15 subsets (whole slices). Dice in points: "

@@ -1,0 +1,44 @@
+"The evidence study at smoke size: runs and their probes, paired intervals, resumption, report-only, bad arguments."
+import json, math, subprocess, sys
+from conftest import ROOT
+
+EVIDENCE = ROOT / 'benchmarks' / 'evidence.py'
+SMOKE = ['--configs', 'mean fusion', 'full DMAF-Net (+ DTM)', '--settings', 'mr2468', '--seeds', '1', '2',
+         '--epochs', '2', '--steps', '2', '--cases', '1', '--threads', '2']
+
+def evidence(tmp_path, *args):
+    return subprocess.run([sys.executable, str(EVIDENCE), '--work', str(tmp_path / 'work'), '--runs', str(tmp_path / 'runs'),
+                           '--results', str(tmp_path / 'out' / 'evidence'), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+def test_evidence_smoke(tmp_path):
+    r = evidence(tmp_path, *SMOKE)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / 'out' / 'evidence.json').read_text())
+    assert {(x['config'], x['seed']) for x in s['runs']} == {(c, k) for c in ('mean fusion', 'full DMAF-Net (+ DTM)') for k in (1, 2)}
+    for x in s['runs']: assert {'wt', 'tc', 'et', 'minutes', 'setting'} <= set(x) and 0 <= x['wt'] <= 100
+    d = s['paired']['mr2468']['full DMAF-Net (+ DTM)']['WT']
+    assert d['n'] == 2 and d['ci_low'] <= d['mean'] <= d['ci_high']                       # a paired t-interval
+    assert len(s['paired']['mr2468']['full DMAF-Net (+ DTM)']['per_subset']) == 15
+    assert set(s['dilution']['mr2468']) == {'mean fusion', 'full DMAF-Net (+ DTM)'}
+    assert 'mr2468' in s['dtm_beta_max_abs_dev'] and s['plateau']
+    g = s['grad_scaling']                                                             # k multiplies the encoder gradients
+    for m, k in g['mean_k'].items(): assert math.isclose(g['ratio_on_off'][m], k, rel_tol=1e-2), (m, g)
+    one = json.loads(next((tmp_path / 'runs').glob('mr2468__full-*s1.json')).read_text())
+    assert set(one['dmaf_weights']) == {'enhancing', 'necrosis', 'edema', 'normal'}
+    assert math.isclose(sum(one['dmaf_weights']['normal'].values()), 1, abs_tol=1e-3)  # weights sum to one
+    assert len(one['unimodal_curve']) == 2 and 'dmaf_weights' not in json.loads(
+        next((tmp_path / 'runs').glob('mr2468__mean-*s1.json')).read_text())
+    md = (tmp_path / 'out' / 'evidence.md').read_text()
+    assert '| mr2468 | full DMAF-Net (+ DTM) | 2 |' in md and (tmp_path / 'out' / 'evidence_paired.png').is_file()
+    # a second call finds every run finished; the report rebuilds from the result files alone
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / 'runs').glob('*.json')}
+    (tmp_path / 'out' / 'evidence.md').unlink()
+    r = evidence(tmp_path, *SMOKE)
+    assert r.returncode == 0 and {p: p.stat().st_mtime_ns for p in done} == done
+    r = evidence(tmp_path, '--report-only')
+    assert r.returncode == 0 and (tmp_path / 'out' / 'evidence.md').is_file()
+
+def test_evidence_rejects_unknown_names(tmp_path):
+    r = evidence(tmp_path, '--configs', 'no such thing')
+    assert r.returncode != 0 and 'unknown configurations' in r.stderr
