@@ -75,8 +75,11 @@ def save_checkpoint(state:dict,               # tensors and plain types only (se
     state = {'format': FORMAT, **state}
     check_plain(state)
     tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f:
-        torch.save(state, f); f.flush(); os.fsync(f.fileno())
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(state, f); f.flush(); os.fsync(f.fileno())
+    except BaseException:  # a full disk, an interrupt: no half file left behind, `path` untouched
+        tmp.unlink(missing_ok=True); raise
     if keep_previous and path.exists(): os.replace(path, previous_path(path))
     os.replace(tmp, path)
     try:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #68d544a9
 from __future__ import annotations
-import os, re, time, warnings, zipfile
+import os, re, time, warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -265,6 +265,13 @@ def save_cached(case:dict, path, compress:bool=True)->Path:
     os.replace(tmp, path)
     return path
 
+def _case_name(path:Path)->str: return path.name[:-4] if path.name.endswith('.npz') else path.stem
+
+def _rebuild(path:Path)->str:
+    "How to rebuild the damaged cache file `path`."
+    return (f"rebuild case {_case_name(path)}: rerun `dmafnet-preprocess --data <raw data> --out {path.parent}` "
+            f"(it preprocesses unreadable cases again)")
+
 def load_cached(path, keys=None # None: all; else only these (cheap for the small ones)
                )->dict:
     "Read a cached case (`name` from the file name; `label` None when unlabelled)."
@@ -273,11 +280,11 @@ def load_cached(path, keys=None # None: all; else only these (cheap for the smal
         with np.load(path, allow_pickle=False) as z:
             want = z.files if keys is None else [k for k in keys if k in z.files]
             d = {k: z[k] for k in want}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable dmafnet cache file ({type(e).__name__}: {e})") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path}: not a readable dmafnet cache file ({type(e).__name__}: {e}); {_rebuild(path)}") from e
     missing = [k for k in ('image', 'availability', 'crop_box', 'original_shape') if (keys is None or k in keys) and k not in d]
-    if missing: raise ValueError(f"{path}: cache file lacks {missing}")
-    d['name'] = path.name[:-4] if path.name.endswith('.npz') else path.stem
+    if missing: raise ValueError(f"{path}: cache file lacks {missing}; {_rebuild(path)}")
+    d['name'] = _case_name(path)
     if keys is None or 'label' in keys: d.setdefault('label', None)
     if 'modalities' in d: d['modalities'] = tuple(str(m) for m in d['modalities'])
     if 'availability' in d: d['availability'] = d['availability'].astype(bool)
@@ -366,8 +373,11 @@ def preprocess_dataset(data_dir,                # raw data: BraTS case folders, 
             warnings.simplefilter('always')
             try:
                 if name not in found: raise FileNotFoundError(f"{name}: not found in {data_dir} ({layout} layout)")
-                if path.exists() and not overwrite: case = load_cached(path, keys=[k for k in CACHE_KEYS if k != 'image']); row['status'] = 'cached'
-                else: case = load(name); save_cached(case, path, compress)
+                case = None
+                if path.exists() and not overwrite:
+                    try: case = load_cached(path, keys=[k for k in CACHE_KEYS if k != 'image']); row['status'] = 'cached'
+                    except ValueError as e: warnings.warn(f"{path}: damaged ({e.__cause__ or e}); preprocessing {name} again")
+                if case is None: case = load(name); save_cached(case, path, compress)
                 row.update(_describe(case))
             except (ValueError, FileNotFoundError, OSError, KeyError) as e:
                 row.update(status='skipped', reason=str(e).replace('\n', ' '))

@@ -173,6 +173,8 @@ class _CaseDataset(Dataset):
         found = list_cases(self.root, layout)
         self.names = found if names is None else resolve_names(list(names), found, context=str(self.root))
         if not self.names: raise ValueError(f"{self.root}: no cases")
+        if layout == 'cache':   # each file's directory and availability: a truncated one fails here, named
+            for n in self.names: load_cached(self.root / f'{n}.npz', keys=('availability',))
         if isinstance(availability, dict):  # checked now, so an unknown name fails at once
             availability = {n: availability[k] for n, k in zip(self.names, resolve_names(self.names, availability, context='availability mask'))}
         self.availability, self.patch_size, self.transform = availability, patch_size, transform

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #0937df40
 from __future__ import annotations
-import argparse, inspect, json, math, os, sys, time, warnings
+import argparse, errno, inspect, json, math, os, socket, sys, time, uuid, warnings, weakref
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -22,7 +22,69 @@ from .trainparts import (build_model, build_criterion, build_dtm, load_model, re
                                 autocast, validate, summarise_validation, _pad16)
 
 # %% auto #0
-__all__ = ['NonFiniteLoss', 'Trainer', 'train', 'train_parser', 'config_from_args', 'train_cli']
+__all__ = ['LOCK_NAME', 'RunFolderBusy', 'RunLock', 'NonFiniteLoss', 'CheckpointError', 'Trainer', 'train', 'train_parser',
+           'config_from_args', 'train_cli']
+
+# %% ../nbs/08_train.ipynb #96a86c6f
+LOCK_NAME = 'train.lock'
+
+class RunFolderBusy(RuntimeError):
+    "Raised when another live process trains into the same run folder."
+
+def _alive(pid:int)->bool:
+    "Whether process `pid` exists on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass   # alive, another user's
+    return True
+
+def _holder(path:Path)->dict|None:
+    "The lock's content; None when it is gone, {} while it is empty (being written) or unreadable."
+    try: text = path.read_text()
+    except FileNotFoundError: return None
+    try: return json.loads(text)
+    except ValueError: return {}
+
+def _remove_lock(path:Path, token:str):
+    "Remove the lock at `path` if it is still the one with `token` (not a successor's)."
+    if (_holder(path) or {}).get('token') == token: path.unlink(missing_ok=True)
+
+class RunLock:
+    "`<folder>/train.lock`, created atomically with this process's PID, host and start time; `release()` removes it."
+    def __init__(self, folder:str|Path):  # the run folder (made if missing)
+        self.path = Path(folder)/LOCK_NAME; self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.info = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S %z'),
+                         token=uuid.uuid4().hex)
+        for attempt in range(100):
+            try: fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if self._stale(attempt): _remove_lock(self.path, (_holder(self.path) or {}).get('token'))
+                continue
+            with os.fdopen(fd, 'w') as f: json.dump(self.info, f)
+            self._release = weakref.finalize(self, _remove_lock, self.path, self.info['token'])  # also at exit
+            return
+        raise RunFolderBusy(f"{self.path}: could not be created (another process keeps replacing it)")
+
+    def _stale(self, attempt:int)->bool:
+        "True when the lock there may be taken over; raise `RunFolderBusy` when its process is alive."
+        held, me = _holder(self.path), socket.gethostname()
+        if held is None: return False                             # removed meanwhile: try again
+        if not held and attempt < 20: time.sleep(0.1); return False   # being written: wait for it
+        pid, host = held.get('pid'), held.get('host')
+        if host == me and pid == os.getpid(): return True         # this very process
+        who = f"process {pid} on {host}, started {held.get('started')}" if held else 'an unknown process'
+        if not held or (host == me and not (isinstance(pid, int) and _alive(pid))):
+            warnings.warn(f"{self.path}: taking over the lock of {who}, which is no longer running")
+            return True
+        hint = f" (on another machine: if it no longer runs, delete {self.path})" if host != me else ''
+        raise RunFolderBusy(f"{self.path.parent}: another training run uses this folder: {who}{hint}; wait for it "
+                            f"to end, stop it, or train into another --out")
+
+    @property
+    def held(self)->bool: return self._release.alive
+    def release(self):
+        "Remove the lock (once; later calls do nothing)."
+        self._release()
 
 # %% ../nbs/08_train.ipynb #db376dac
 def _add(sums:dict, key:str, value:float):
@@ -31,6 +93,9 @@ def _add(sums:dict, key:str, value:float):
 
 class NonFiniteLoss(RuntimeError):
     "Raised when `max_nonfinite` steps in a row had a non-finite loss or gradient."
+
+class CheckpointError(RuntimeError):
+    "Raised when a checkpoint could not be written (most often: the disk is full); the one before is intact."
 
 class _Objective(nn.Module):
     "Network and criterion in one module, so DDP synchronises the gradients of both."
@@ -58,6 +123,12 @@ class Trainer:
         self.rank, self.world, self.device = init_distributed(cfg)
         self.main, self.out = self.rank == 0, Path(cfg.out)
         self.ckpt_dir = self.out/'checkpoints'
+        self.lock = RunLock(self.out) if self.main else None   # a second run on this folder stops here
+        try: self._setup(resume)
+        except BaseException: self.close(); raise
+
+    def _setup(self, resume:bool):
+        cfg = self.cfg
         if cfg.deterministic:
             os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
             torch.use_deterministic_algorithms(True, warn_only=True); torch.backends.cudnn.benchmark = False
@@ -101,12 +172,16 @@ class Trainer:
                                  pin_memory=self.device.type == 'cuda')
         self.epoch, self.step, self.global_step = 0, 0, 0
         self.nonfinite_total, self.nonfinite_run, self.best, self.best_epoch = 0, 0, -math.inf, None
-        self.sums = {}
+        self.sums, self.saved = {}, {}   # saved: name → (path, epoch, step) of the last good write
         seed_everything(cfg.seed + 1 + self.rank)   # each rank's own stream (dropout etc.)
         if resume: self.resume()
 
     def _barrier(self):
         if self.world > 1: dist.barrier()
+
+    def close(self):
+        "Release the run folder's lock (`fit` does so when it ends, also on an error)."
+        if self.lock is not None: self.lock.release()
 
 # %% ../nbs/08_train.ipynb #e2e051eb
 @patch
@@ -129,11 +204,27 @@ def state_dict(self:Trainer)->dict:
 
 @patch
 def save(self:Trainer, name:str='last')->Path|None:
-    "Write `<out>/checkpoints/<name>.pt` (rank 0; every rank must call)."
-    state = self.state_dict()
-    path = save_checkpoint(state, self.ckpt_dir/f'{name}.pt') if self.main else None
-    self._barrier()
+    "Write `<out>/checkpoints/<name>.pt` (rank 0; every rank must call); raise `CheckpointError` on every rank if it fails."
+    state, path, failed = self.state_dict(), None, None
+    if self.main:
+        try: path = save_checkpoint(state, self.ckpt_dir/f'{name}.pt')
+        except OSError as e: failed = e
+        else: self.saved[name] = (str(path), self.epoch, self.step)
+    message = self._gather(self._save_failure(name, failed) if failed else None)[0]  # every rank waits for the write
+    if message: raise CheckpointError(message) from failed
     return path
+
+@patch
+def _save_failure(self:Trainer, name:str, e:OSError)->str:
+    "What was not written and why, which checkpoint is the last good one, and how to go on."
+    why = 'the disk is full' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'the write failed'
+    if 'last' in self.saved:
+        path, epoch, step = self.saved['last']
+        good = f"the last good checkpoint is {path} ({f'after epoch {epoch}' if not step else f'epoch {epoch + 1}, step {step}'})"
+    elif (self.ckpt_dir/'last.pt').exists(): good = f"the last good checkpoint is {self.ckpt_dir/'last.pt'} (from before this run)"
+    else: good = "no checkpoint was written yet"
+    return (f"{self.ckpt_dir/f'{name}.pt'} not written: {why} ({e}); {good}. Free some space, then continue with "
+            f"`dmafnet-train --out {self.out} --resume`")
 
 @patch
 def resume(self:Trainer)->bool:
@@ -146,6 +237,7 @@ def resume(self:Trainer)->bool:
     self._barrier()   # every rank has read it before rank 0 moves a damaged file aside
     if self.main and path.exists() and st['path'] != str(path):   # keep the good previous one as `last.prev.pt`
         os.replace(path, path.with_name('last.damaged.pt'))
+    self.saved['last'] = (st['path'], st['epoch'], st['step'])
     changed = {k: (v, st['config'].get(k)) for k, v in self.cfg.to_dict().items()
                if st['config'].get(k) != v and k not in ('epochs', 'progress', 'workers', 'device', 'tensorboard', 'out')}
     if changed and self.main: warnings.warn(f"resuming with a changed configuration (now, before): {changed}")
@@ -295,7 +387,13 @@ def end_epoch(self:Trainer):
 # %% ../nbs/08_train.ipynb #7ae64583
 @patch
 def fit(self:Trainer)->Path:
-    "Train from the current epoch and step until `cfg.epochs`; return the run folder."
+    "Train from the current epoch and step until `cfg.epochs`; return the run folder (its lock released, also on errors)."
+    if self.main and not (self.lock and self.lock.held): self.lock = RunLock(self.out)  # a second `fit`
+    try: return self._fit()
+    finally: self.close()
+
+@patch
+def _fit(self:Trainer)->Path:
     cfg, show = self.cfg, self.cfg.progress and self.main
     if self.main:
         self.out.mkdir(parents=True, exist_ok=True); save_config(cfg, self.out/'config.yaml')
@@ -364,6 +462,11 @@ def config_from_args(args:argparse.Namespace)->TrainConfig:
     else: return preset(args.preset or 'phantom', **changes)
     return cfg.update(**changes)
 
+def _one_line(e:BaseException)->str:
+    "`e`'s message; of an error raised in a DataLoader worker, the original message without the worker's traceback."
+    msg = str(e).strip()
+    return msg.splitlines()[-1].split(': ', 1)[-1] if 'Original Traceback' in msg else msg
+
 def train_cli(argv:list[str]|None=None # arguments (default: sys.argv[1:])
              ):
     "Console entry point `dmafnet-train`."
@@ -372,8 +475,8 @@ def train_cli(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     except (ValueError, FileNotFoundError) as e: p.error(str(e))
     if not args.out and not args.resume: warnings.warn(f"no --out: writing to {cfg.out}")
     try: run = train(cfg, resume=args.resume)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dmafnet-train: error: {e}", file=sys.stderr); sys.exit(2)
-    except NonFiniteLoss as e:
-        print(f"dmafnet-train: stopped: {e}", file=sys.stderr); sys.exit(3)
+    except (ValueError, FileNotFoundError, RunFolderBusy) as e:
+        print(f"dmafnet-train: error: {_one_line(e)}", file=sys.stderr); sys.exit(2)
+    except (NonFiniteLoss, CheckpointError) as e:
+        print(f"dmafnet-train: stopped: {_one_line(e)}", file=sys.stderr); sys.exit(3)
     if int(os.environ.get('RANK', 0)) == 0: print(run)

@@ -96,6 +96,84 @@ def test_damaged_checkpoint_falls_back(cache, tmp_path):
     assert checkpoint(last)['epoch'] == 3
     assert [json.loads(l)['epoch'] for l in open(tmp_path/'log.jsonl')] == [1, 2, 3]
 
+def test_second_run_on_the_same_folder_refuses(cache, tmp_path, capsys):
+    "A folder held by a live process is refused, naming it; a killed run's lock is taken over; the lock goes with the run, also on errors."
+    from dmafnet.train import RunFolderBusy, Trainer, train, train_cli
+    lock = tmp_path/'train.lock'
+    hold = 'import sys, time; from dmafnet.train import RunLock; l = RunLock(sys.argv[1]); print("held", flush=True); time.sleep(120)'
+    first = subprocess.Popen([sys.executable, '-c', hold, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert first.stdout.readline().strip() == 'held'
+        with pytest.raises(RunFolderBusy, match=f'another training run uses this folder: process {first.pid} on '):
+            train(tiny(cache, tmp_path))
+        with pytest.raises(SystemExit) as e: train_cli(['--data', str(cache), '--out', str(tmp_path), '--set', 'progress=false'])
+        lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith('dmafnet-train')]
+        assert e.value.code == 2 and len(lines) == 1 and f'process {first.pid} on' in lines[0] and '--out' in lines[0]
+        assert json.loads(lock.read_text())['pid'] == first.pid and not (tmp_path/'checkpoints').exists()
+    finally: first.kill(); first.wait()                                  # SIGKILL: its lock stays behind
+    cfg = tiny(cache, tmp_path, epochs=1, steps_per_epoch=1, val_every=0)
+    with pytest.warns(UserWarning, match=f'process {first.pid} on .*no longer running'): trainer = Trainer(cfg)
+    assert json.loads(lock.read_text())['pid'] == os.getpid()
+    def boom(event, trainer): raise RuntimeError('boom')
+    trainer.callbacks.append(boom)
+    with pytest.raises(RuntimeError, match='boom'): trainer.fit()
+    assert not lock.exists()                                             # released on an error in fit
+    with pytest.raises(ValueError, match="'patch_size'"): train(tiny(cache, tmp_path/'p', patch_size=[64, 64]))
+    assert not (tmp_path/'p'/'train.lock').exists()                      # and on one while setting up
+
+def test_disk_full_while_checkpointing(cache, tmp_path, monkeypatch, capsys):
+    "ENOSPC while last.pt is written: the one before stays intact, no half file, the run stops saying so; --resume goes on."
+    import errno
+    from dmafnet.checkpoint import load_checkpoint
+    from dmafnet.train import CheckpointError, train, train_cli
+    cfg = tiny(cache, tmp_path, epochs=1, steps_per_epoch=2, val_every=0)
+    train(cfg)
+    ck = tmp_path/'checkpoints'; before = (ck/'last.pt').read_bytes()
+    save = torch.save
+    def full(obj, f, *args, **kw):                                       # part of the file written, then no space
+        f.write(b'PK\x03\x04' + bytes(1000)); raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(torch, 'save', full)
+    with pytest.raises(CheckpointError) as e: train(cfg.update(epochs=2), resume=True)
+    msg = str(e.value)
+    assert f"{ck/'last.pt'} not written: the disk is full" in msg and '--resume' in msg
+    assert f"the last good checkpoint is {ck/'last.pt'} (after epoch 1)" in msg
+    assert (ck/'last.pt').read_bytes() == before and not (ck/'last.pt.tmp').exists()
+    assert load_checkpoint(ck/'last.pt', fallback=False)['epoch'] == 1 and not (tmp_path/'train.lock').exists()
+    with pytest.raises(SystemExit) as e: train_cli(['--out', str(tmp_path), '--resume', '--epochs', '2'])
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith('dmafnet-train')]
+    assert e.value.code == 3 and len(lines) == 1 and lines[0].startswith('dmafnet-train: stopped:') and 'disk is full' in lines[0]
+    monkeypatch.setattr(torch, 'save', save)
+    train(cfg.update(epochs=2), resume=True)                             # space again: the run goes on
+    assert load_checkpoint(ck/'last.pt', fallback=False)['epoch'] == 2
+
+def test_damaged_cache_file_is_named(cache, tmp_path, capsys):
+    "A truncated or corrupted case file: training and evaluation name it and say to rerun dmafnet-preprocess."
+    import shutil
+    from dmafnet.data import read_split
+    from dmafnet.evaluate import load_eval_case
+    from dmafnet.train import train, train_cli
+    def named(msg, f): return f"{f}: not a readable dmafnet cache file" in msg and 'rerun `dmafnet-preprocess' in msg
+    broken = tmp_path/'cache'; shutil.copytree(cache, broken)
+    names = read_split(broken)['train']; cut = broken/f'{names[0]}.npz'
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])          # truncated: found before training starts
+    with pytest.raises(ValueError) as e: train(tiny(broken, tmp_path/'run'))
+    assert named(str(e.value), cut), e.value
+    for load in (lambda: load_eval_case(cut), lambda: load_eval_case(names[0], broken)):
+        with pytest.raises(ValueError) as e: load()
+        assert named(str(e.value), cut), e.value
+    shutil.copy(cache/cut.name, cut)                                     # now damage inside every training case's arrays
+    for n in names:
+        f = broken/f'{n}.npz'; b = bytearray(f.read_bytes()); b[len(b) // 3:len(b) // 3 + 64] = bytes(64); f.write_bytes(b)
+    with pytest.raises(ValueError) as e: load_eval_case(f)
+    assert named(str(e.value), f), e.value
+    from dmafnet.data import VolumeDataset
+    assert len(VolumeDataset(broken, names)) == len(names)               # their directories read: found only on loading
+    args = ['--data', str(broken), '--out', str(tmp_path/'run2'), '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2',
+            'steps_per_epoch=2', 'epochs=1', 'workers=1', 'val_every=0', 'progress=false']
+    with pytest.raises(SystemExit) as e: train_cli(args)                 # found in a DataLoader worker: still one line
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith('dmafnet-train')]
+    assert e.value.code == 2 and len(lines) == 1 and 'not a readable dmafnet cache file' in lines[0] and 'dmafnet-preprocess' in lines[0]
+
 @pytest.fixture
 def nan_at(monkeypatch):
     "Make the criterion's loss NaN at the given (1-based) calls."
@@ -113,7 +191,7 @@ def nan_at(monkeypatch):
 def test_nonfinite_step_skipped_and_counted(cache, tmp_path, nan_at):
     from dmafnet.train import Trainer
     nan_at({2, 3})
-    trainer = Trainer(tiny(cache, tmp_path, epochs=1, val_every=0))
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, val_every=0, dtm_kwargs=dict(schedule='paper')))  # statistics kept all epoch
     stats = []
     trainer.callbacks.append(lambda e, t: stats.append(t.dtm.epoch_stats_tensor().clone()) if e == 'step' else None)
     trainer.fit()
@@ -121,6 +199,30 @@ def test_nonfinite_step_skipped_and_counted(cache, tmp_path, nan_at):
     assert row['nonfinite'] == 2 and trainer.nonfinite_total == 2 and trainer.nonfinite_run == 0
     assert torch.equal(stats[1], stats[0]) and torch.equal(stats[2], stats[0])  # NaN steps left the DTM untouched
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+def test_bf16_autocast_through_fit_with_gradient_scaling(cache, tmp_path):
+    "The CUDA default (bf16 autocast, DTM's gradient hooks installed by fit) on CPU: a float32 k once broke backward."
+    from dmafnet.train import Trainer
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, steps_per_epoch=3, val_every=0, precision='bf16'))
+    assert trainer.amp_dtype == torch.bfloat16
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    assert trainer.nonfinite_total == 0 and np.isfinite(trainer.last_parts['loss'])
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    h = trainer.dtm.history
+    assert len(h) == 3 * 4 and h.beta.between(0.05, 4.5).all()          # 'run' schedule: one β update per step here
+
+def test_dtm_schedule_follows_the_run(cache, tmp_path):
+    "Under the default 'run' schedule β is updated as often as the paper's 300 epochs would, whatever the run's length."
+    from dmafnet.train import Trainer
+    run = Trainer(tiny(cache, tmp_path / 'run', epochs=2, steps_per_epoch=4, val_every=0))
+    run.fit()
+    paper = Trainer(tiny(cache, tmp_path / 'paper', epochs=2, steps_per_epoch=4, val_every=0, dtm_kwargs=dict(schedule='paper')))
+    paper.fit()
+    assert run.dtm.history.epoch.nunique() == 8 and paper.dtm.history.epoch.nunique() == 2
+    assert run.dtm.history.step.tolist()[::4] == list(range(1, 9)) and paper.dtm.history.step.tolist()[::4] == [4, 8]
+    dev = lambda t: float((t.dtm.beta - 1).abs().max())
+    assert dev(run) > 10 * dev(paper)                                   # the short run's β moves, the paper-scaled one barely
 
 def test_nonfinite_repeated_stops(cache, tmp_path, nan_at):
     from dmafnet.train import NonFiniteLoss, train
