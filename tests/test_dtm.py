@@ -167,7 +167,7 @@ def test_hook_scales_encoder_gradient_by_k_stand_in():
 
 
 def test_hook_scales_encoder_gradient_by_k_real_network():
-    net_mod = pytest.importorskip('dmafnet.network')
+    import dmafnet.network as net_mod
     torch.manual_seed(0)
     net = net_mod.DMAFNet(4, 4, spatial_dims=2, base_width=2).double()
     x = torch.randn(2, 4, 32, 32, dtype=torch.float64)
@@ -218,7 +218,7 @@ def test_gap_choices(gap):
 
 def test_short_training_run_with_history():
     "A few epochs of the stand-in protocol: criterion + DTM + end_epoch(model=...)."
-    net_mod = pytest.importorskip('dmafnet.network')
+    import dmafnet.network as net_mod
     torch.manual_seed(0)
     net = net_mod.DMAFNet(4, 4, spatial_dims=2, base_width=2)
     crit = DMAFCriterion(4, 4, net.feature_channels, 2, maa_heads=4)

@@ -72,7 +72,7 @@ def test_nifti_geometry(tmp_path):
     assert info['cases'] == [d.name] and info['seed'] == 0
 
 def test_brats_reader_loads_it(tmp_path):
-    data = pytest.importorskip('dmafnet.data')
+    import dmafnet.data as data
     d = make_phantom(tmp_path, n_cases=1, seed=1, spacing=3.0)[0]
     raw = data.read_brats_case(d)
     assert raw['image'].shape[0] == 4 and raw['availability'].all()
