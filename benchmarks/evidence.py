@@ -141,6 +141,7 @@ def grad_norms(cfg, checkpoint:Path, beta:list[float], n_batches:int=4)->dict:
         tr.optimiser.zero_grad(set_to_none=True)
         out[name] = dict(zip(MODALITIES, (norms / len(batches)).round(6).tolist()))
     out['k'] = dict(zip(MODALITIES, [round(float(b), 4) for b in beta]))
+    tr.close()                                       # the run folder's lock
     return out
 
 # --- one run --------------------------------------------------------------------------------------------------------

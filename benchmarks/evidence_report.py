@@ -199,7 +199,10 @@ def write_report(run_folder:Path, prefix:Path)->str:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{prefix}.json').write_text(json.dumps(s, indent=1))
     name = prefix.name
-    fig_paired(s, Path(f'{prefix}_paired.png')); fig_weights(runs, Path(f'{prefix}_weights.png')); fig_dtm(runs, Path(f'{prefix}_dtm.png'))
+    figures = {'paired': fig_paired, 'weights': fig_weights, 'dtm': fig_dtm}
+    for kind, draw in figures.items():   # a figure without data is not drawn, and not linked
+        f = Path(f'{prefix}_{kind}.png'); f.unlink(missing_ok=True); draw(s if kind == 'paired' else runs, f)
+    img = lambda kind, alt: [f'![{alt}]({name}_{kind}.png)', ''] if Path(f'{prefix}_{kind}.png').is_file() else []
     b = runs[0]['budget']
     fmt = lambda d: f"{d['mean']:.1f} ± {d['sd']:.1f}" if d['sd'] is not None else f"{d['mean']:.1f}"
     ci = lambda d: f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]" if np.isfinite(d['ci_low']) else f"{d['mean']:+.1f}"
@@ -221,14 +224,14 @@ def write_report(run_folder:Path, prefix:Path)->str:
             dls = f"{dl['mean']:.1f}" if dl else '–'
             L.append(f"| {st} | {c} | {m['WT']['seeds']} | " + ' | '.join(fmt(m[r]) for r in REGIONS) + ' | '
                      + (' | '.join(ci(p[r]) for r in REGIONS) if p else '– | – | –') + f' | {dls} |')
-    L += ['', f'![Paired differences]({name}_paired.png)', '',
+    L += ['', *img('paired', 'Paired differences'),
           '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
           'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',
           '## DMAF weights track what each modality shows', '']
     wc = s['dmaf_weight_correlation']
     L += ['| region | tissue | Pearson r | p | points |', '|---|---|---|---|---|']
     L += [f"| {reg} | {d['tissue']} | {d['r']:+.3f} | {d['p']:.2g} | {d['points']} |" for reg, d in wc.items()]
-    L += ['', f'![DMAF weights]({name}_weights.png)', '', '## DTM acts', '',
+    L += ['', *img('weights', 'DMAF weights'), '## DTM acts', '',
           '| setting | largest \\|β − 1\\| at the end (full DMAF-Net, over seeds and modalities) |', '|---|---|']
     L += [f'| {st} | {v:.3f} |' for st, v in s['dtm_beta_max_abs_dev'].items()]
     g = s['grad_scaling']
@@ -238,7 +241,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
               '| | ' + ' | '.join(MODALITIES) + ' |', '|---|' + '---|' * len(MODALITIES),
               '| norm ratio (on/off) | ' + ' | '.join(f"{g['ratio_on_off'][m]:.3f}" for m in MODALITIES) + ' |',
               '| mean k | ' + ' | '.join(f"{g['mean_k'][m]:.3f}" for m in MODALITIES) + ' |']
-    L += ['', f'![DTM]({name}_dtm.png)', '', '## Plateau', '',
+    L += ['', *img('dtm', 'DTM'), '## Plateau', '',
           'Validation Dice (mean over all-four and each single modality, regions; points): change over the last 25 % of the budget.', '',
           '| setting and configuration | mean change | largest \\|change\\| | runs |', '|---|---|---|---|']
     L += [f"| {k} | {v['mean']:+.2f} | {v['max_abs']:.2f} | {v['runs']} |" for k, v in s['plateau'].items()]

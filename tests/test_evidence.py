@@ -4,7 +4,7 @@ from conftest import ROOT
 
 EVIDENCE = ROOT / 'benchmarks' / 'evidence.py'
 SMOKE = ['--configs', 'mean fusion', 'full DMAF-Net (+ DTM)', '--settings', 'mr2468', '--seeds', '1', '2',
-         '--epochs', '2', '--steps', '2', '--cases', '1', '--threads', '2']
+         '--epochs', '4', '--steps', '1', '--cases', '1', '--threads', '2']
 
 def evidence(tmp_path, *args):
     return subprocess.run([sys.executable, str(EVIDENCE), '--work', str(tmp_path / 'work'), '--runs', str(tmp_path / 'runs'),
@@ -27,7 +27,7 @@ def test_evidence_smoke(tmp_path):
     one = json.loads(next((tmp_path / 'runs').glob('mr2468__full-*s1.json')).read_text())
     assert set(one['dmaf_weights']) == {'enhancing', 'necrosis', 'edema', 'normal'}
     assert math.isclose(sum(one['dmaf_weights']['normal'].values()), 1, abs_tol=1e-3)  # weights sum to one
-    assert len(one['unimodal_curve']) == 2 and 'dmaf_weights' not in json.loads(
+    assert len(one['unimodal_curve']) == 4 and 'dmaf_weights' not in json.loads(
         next((tmp_path / 'runs').glob('mr2468__mean-*s1.json')).read_text())
     md = (tmp_path / 'out' / 'evidence.md').read_text()
     assert '| mr2468 | full DMAF-Net (+ DTM) | 2 |' in md and (tmp_path / 'out' / 'evidence_paired.png').is_file()
