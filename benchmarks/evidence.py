@@ -39,9 +39,7 @@ from dmafnet.network import pad_to_multiple
 from dmafnet.dmaf import resize_maps
 from dmafnet.missing import subsets, subset_names
 
-REGIONS = ('WT', 'TC', 'ET')
-MODALITIES = ('flair', 't1ce', 't1', 't2')
-BASELINE, FULL = 'mean fusion', 'full DMAF-Net (+ DTM)'
+from evidence_report import REGIONS, MODALITIES, BASELINE, FULL, write_report
 SETTINGS = {'mr2468': dict(missing='idt', setting='mr2468'), 'pdt': dict(missing='pdt'),
             'mr8825': dict(missing='idt', setting='mr8825')}
 SWEEP = (BASELINE, FULL)                                       # configurations of the missing-rate sweep
@@ -240,7 +238,6 @@ def main():
             print(f"[{i + 1}/{len(todo)}] {setting} {config:30s} seed {seed}: WT {r['wt']:.1f} TC {r['tc']:.1f} ET {r['et']:.1f} "
                   f"({r['minutes']:.1f} min)", flush=True)
             if a.commit: commit(f, f"evidence: {setting}, {config}, seed {seed} (WT {r['wt']:.1f}, TC {r['tc']:.1f}, ET {r['et']:.1f})")
-    from evidence_report import write_report
     print(write_report(Path(a.runs), Path(a.results)))
 
 if __name__ == '__main__': main()

@@ -17,12 +17,12 @@ import numpy as np, pandas as pd
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'benchmarks'))
+sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from bench_ablation_steps import CONFIGS
 
+from dmafnet.core import BRATS_MODALITIES as MODALITIES
 REGIONS = ('WT', 'TC', 'ET')
-MODALITIES = ('flair', 't1ce', 't1', 't2')
-BASELINE, FULL = 'mean fusion', 'full DMAF-Net (+ DTM)'
+BASELINE, FULL = 'mean fusion', 'full DMAF-Net (+ DTM)'   # the reference and the whole method (names in CONFIGS)
 SETTING_ORDER = ('pdt', 'mr2468', 'mr8825')
 # which tumour tissue each region's DMAF weight is read in (the region's defining tissue in the phantom)
 REGION_TISSUE = {'WT': 'edema', 'TC': 'necrosis', 'ET': 'enhancing'}
