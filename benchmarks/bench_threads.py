@@ -1,0 +1,57 @@
+"""Step time of the `study` preset (mean fusion, mr2468) with 1 and 2 torch threads, each alone on the machine.
+
+    .venv/bin/python benchmarks/bench_threads.py      # writes benchmarks/threads.json and threads.md
+
+Why: the evidence study runs many small runs; whether one 2-thread run or two 1-thread runs use a 2-core VM
+better is a measurement, not a guess. (Two 2-thread processes at once oversubscribe the cores; that case is
+not measured here.)
+"""
+import json, os, subprocess, sys, time, warnings
+from datetime import datetime, timezone
+from pathlib import Path
+import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
+
+def one(threads:int, steps:int=20, warmup:int=3)->float:
+    "Median seconds per training step in a fresh process with `threads` torch threads."
+    code = f"""
+import sys, time, warnings, torch; warnings.simplefilter('ignore')
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from evidence import study_data, mask_table, SETTINGS, CONFIGS
+from dmafnet.config import preset
+from dmafnet.train import Trainer
+import tempfile, numpy as np
+torch.set_num_threads({threads})
+work = Path({str(ROOT / 'runs' / 'evidence')!r}); cache = study_data(work)
+with tempfile.TemporaryDirectory() as tmp:
+    tr = Trainer(preset('study', data=str(cache), out=tmp, seed=1, threads={threads}, progress=False,
+                        mask_csv=mask_table(work, cache, 'mr2468'), **SETTINGS['mr2468'], **CONFIGS['mean fusion']))
+    tr.batches.set_epoch(0, 0); it = iter(tr.loader); ts = []
+    for i in range({steps + warmup}):
+        b = next(it); t = time.perf_counter(); tr.train_step(b); ts.append(time.perf_counter() - t)
+    tr.close()
+print(float(np.median(ts[{warmup}:])))
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+def main():
+    from bench_train import machine
+    rows = [dict(threads=t, step_s=round(one(t), 4)) for t in (1, 2)]
+    s1, s2 = rows[0]['step_s'], rows[1]['step_s']
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
+                load=os.getloadavg())
+    (ROOT / 'benchmarks' / 'threads.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    md = [f"# Study step time: 1 vs 2 torch threads\n", f"{meta['date']} · commit {commit} · {meta['machine']}\n",
+          "`study` preset, mean fusion, mr2468, batch 8, 64×64, base width 4; median of 20 steps after 3, each "
+          "thread count alone in a fresh process.\n", "| threads | step s | steps/s per core |", "|---|---|---|",
+          *[f"| {r['threads']} | {r['step_s']} | {1 / r['step_s'] / r['threads']:.2f} |" for r in rows],
+          f"\nTwo 1-thread runs side by side would give {2 * s2 / s1:.2f}× the throughput of one 2-thread run "
+          "(if they do not slow each other; not measured here).\n", "Made by `benchmarks/bench_threads.py`."]
+    (ROOT / 'benchmarks' / 'threads.md').write_text('\n'.join(md) + '\n')
+    print('\n'.join(md))
+
+if __name__ == '__main__': main()
