@@ -6,36 +6,30 @@ Why: the evidence study runs many small runs; whether one 2-thread run or two 1-
 better is a measurement, not a guess. (Two 2-thread processes at once oversubscribe the cores; that case is
 not measured here.)
 """
-import json, os, subprocess, sys, time, warnings
+import json, os, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 
 def one(threads:int, steps:int=20, warmup:int=3)->float:
-    "Median seconds per training step in a fresh process with `threads` torch threads."
-    code = f"""
-import sys, time, warnings, torch; warnings.simplefilter('ignore')
-sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); sys.path.insert(0, {str(ROOT)!r})
-from pathlib import Path
-from evidence import study_data, mask_table, SETTINGS, CONFIGS
-from dmafnet.config import preset
-from dmafnet.train import Trainer
-import tempfile, numpy as np
-torch.set_num_threads({threads})
-work = Path({str(ROOT / 'runs' / 'evidence')!r}); cache = study_data(work)
-with tempfile.TemporaryDirectory() as tmp:
-    tr = Trainer(preset('study', data=str(cache), out=tmp, seed=1, threads={threads}, progress=False,
-                        mask_csv=mask_table(work, cache, 'mr2468'), **SETTINGS['mr2468'], **CONFIGS['mean fusion']))
-    tr.batches.set_epoch(0, 0); it = iter(tr.loader); ts = []
-    for i in range({steps + warmup}):
-        b = next(it); t = time.perf_counter(); tr.train_step(b); ts.append(time.perf_counter() - t)
-    tr.close()
-print(float(np.median(ts[{warmup}:])))
-"""
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    "Median seconds per training step (`bench_train.measure`) in a fresh process with `threads` torch threads."
+    out = subprocess.run([sys.executable, __file__, '--one', str(threads), str(steps), str(warmup)],
+                         capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
+
+def _one(threads:int, steps:int, warmup:int):
+    "In the child process: the study preset's step time with `threads` threads, printed."
+    import tempfile, torch
+    from bench_train import measure
+    from evidence import study_data, mask_table, SETTINGS, CONFIGS
+    from dmafnet.config import preset
+    torch.set_num_threads(threads)
+    work = ROOT / 'runs' / 'evidence'; cache = study_data(work)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = preset('study', data=str(cache), out=tmp, seed=1, threads=threads, progress=False,
+                     mask_csv=mask_table(work, cache, 'mr2468'), **SETTINGS['mr2468'], **CONFIGS['mean fusion'])
+        print(measure(cfg, steps, warmup)['step_s'])
 
 def main():
     from bench_train import machine
@@ -54,4 +48,6 @@ def main():
     (ROOT / 'benchmarks' / 'threads.md').write_text('\n'.join(md) + '\n')
     print('\n'.join(md))
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    if sys.argv[1:2] == ['--one']: _one(*map(int, sys.argv[2:5]))
+    else: main()
