@@ -1,6 +1,8 @@
 """The evidence study (issue 15): what each part of DMAF-Net does, with seeds enough to tell, on the built-in phantom.
 
     .venv/bin/python benchmarks/evidence.py --commit          # the whole study (50 runs), resumable, each result committed
+    .venv/bin/python benchmarks/evidence.py --commit --threads 1 --shard 1/2 &  # … as two 1-thread workers side by side
+    .venv/bin/python benchmarks/evidence.py --commit --threads 1 --shard 2/2
     .venv/bin/python benchmarks/evidence.py --report-only     # tables, figures and evidence.json from the finished runs
     .venv/bin/python benchmarks/evidence.py --device cuda --configs 'mean fusion' 'full DMAF-Net (+ DTM)' \\
         --settings mr2468 mr8825 --seeds 1037 1038 1039 1040 1041 1042 1043 1044 1045 1046 \\
@@ -88,16 +90,18 @@ def _slices(case:dict, model)->tuple[torch.Tensor, tuple]:
 
 @torch.no_grad()
 def unimodal_dice(model, cases:list[dict], regions:dict)->dict:
-    "Shared-decoder Dice per modality alone (mean over `cases`), per region: {modality: {region: dice}}."
+    """Shared-decoder Dice per modality alone (mean over `cases`), per region: {modality: {region: dice}}.
+
+    One forward with all modalities available: each modality's encoder sees only its own channel and the shared
+    decoder decodes each modality's own features, so its uni-modal output is the one it gives when it is alone."""
     was = model.training; model.eval()
     out = {m: {r: [] for r in regions} for m in MODALITIES}
     try:
         for case in cases:
             x, crop = _slices(case, model); label = np.asarray(case['label'])
+            z = model(x, torch.ones(len(x), len(MODALITIES), dtype=torch.bool, device=x.device)).modality_logits
             for i, m in enumerate(MODALITIES):
-                a = torch.zeros(len(x), len(MODALITIES), dtype=torch.bool, device=x.device); a[:, i] = True
-                z = model(x, a).modality_logits[:, i][crop]                        # D×K×H×W
-                pred = z.argmax(1).permute(1, 2, 0).cpu().numpy()
+                pred = z[:, i][crop].argmax(1).permute(1, 2, 0).cpu().numpy()             # D×K×H×W → H×W×D
                 for r, labels in regions.items(): out[m][r].append(dice(region_mask(pred, labels), region_mask(label, labels)))
     finally: model.train(was)
     return {m: {r: float(np.mean(v)) for r, v in d.items()} for m, d in out.items()}
@@ -157,7 +161,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     track = setting == 'mr2468' and config in TRACKED
     curve = []
     def follow(event, trainer):
-        if event == 'epoch' and track:
+        if event == 'epoch' and track and (trainer.epoch % 2 == 0 or trainer.epoch == cfg.epochs):
             curve.append(dict(epoch=trainer.epoch, step=trainer.global_step, **{f'{m}_{r}': v for m, d in
                               unimodal_dice(trainer.model, val_cases, cfg.regions).items() for r, v in d.items()}))
     t0 = time.perf_counter()
@@ -222,6 +226,7 @@ def main():
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'evidence'), help='run folders (checkpoints; git-ignored)')
     ap.add_argument('--runs', default=str(ROOT / 'benchmarks' / 'evidence_runs'), help='one small result file per finished run')
     ap.add_argument('--results', default=str(ROOT / 'benchmarks' / 'evidence'), help='report: this path + .json/.md, figures beside it')
+    ap.add_argument('--shard', default='1/1', help="K/N: run only every N-th run of the plan, starting at the K-th (two 1-thread workers: 1/2 and 2/2)")
     ap.add_argument('--commit', action='store_true', help='git-commit each result file as it lands')
     ap.add_argument('--report-only', action='store_true', help='only rebuild the report from the result files')
     a = ap.parse_args()
@@ -231,6 +236,8 @@ def main():
     if not a.report_only:
         cache = study_data(Path(a.work))
         todo = plan(a.seeds, tuple(a.configs), tuple(a.settings))
+        k, n = (int(v) for v in a.shard.split('/'))
+        todo = todo[k - 1::n]
         for i, (seed, setting, config) in enumerate(todo):
             f = Path(a.runs) / f'{run_name(seed, setting, config)}.json'
             if f.is_file(): continue

@@ -27,7 +27,7 @@ def test_evidence_smoke(tmp_path):
     one = json.loads(next((tmp_path / 'runs').glob('mr2468__full-*s1.json')).read_text())
     assert set(one['dmaf_weights']) == {'enhancing', 'necrosis', 'edema', 'normal'}
     assert math.isclose(sum(one['dmaf_weights']['normal'].values()), 1, abs_tol=1e-3)  # weights sum to one
-    assert len(one['unimodal_curve']) == 4 and 'dmaf_weights' not in json.loads(
+    assert len(one['unimodal_curve']) == 2 and 'dmaf_weights' not in json.loads(
         next((tmp_path / 'runs').glob('mr2468__mean-*s1.json')).read_text())
     md = (tmp_path / 'out' / 'evidence.md').read_text()
     assert '| mr2468 | full DMAF-Net (+ DTM) | 2 |' in md and (tmp_path / 'out' / 'evidence_paired.png').is_file()
