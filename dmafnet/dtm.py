@@ -4,20 +4,23 @@
 
 # %% ../nbs/07_dtm.ipynb #abd45727
 from __future__ import annotations
-import json, math, warnings
+import math, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from .losses import modality_names
+from .missing import parse_mask
 
 # %% auto #0
 __all__ = ['STAT_ROWS', 'GAPS', 'SCHEDULES', 'availability_table', 'omega_from_counts', 'DTM', 'plot_dtm_history']
 
 # %% ../nbs/07_dtm.ipynb #8dc66e6b
-def _parse_mask(v): # one mask: "[True, False, ...]" (PASSION CSV), a sequence, or an array
-    if isinstance(v, str): v = json.loads(v.strip().lower())
-    return np.asarray(v).astype(bool)
+def _parse_mask(v): # one mask: a PASSION CSV cell (`dmafnet.missing.parse_mask`), a sequence, or an array
+    if not isinstance(v, str): return np.asarray(v).astype(bool)
+    m = parse_mask(v)
+    if m is None: raise ValueError(f"mask {v!r} is not a list like [True, False, True, True]")
+    return np.asarray(m, bool)
 
 def availability_table(masks, # a mask table (DataFrame with a `mask` column, or its CSV path), a dict name → mask, or an N×M array
                       )->np.ndarray:

@@ -4,8 +4,8 @@
 
 # %% ../nbs/09_evaluate.ipynb #45fdfb46
 from __future__ import annotations
-import json, math, time, warnings
-from dataclasses import dataclass, field
+import math, time, warnings
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,8 +14,7 @@ from fastcore.script import call_parse, Param
 from monai.inferers import sliding_window_inference
 from .core import BRATS_MODALITIES, MYOPS_MODALITIES, check_availability
 from .missing import subsets, subset_names
-from .metrics import (dice, hd95, score_case, postprocess_et, et_min_voxels, regions_for, region_mask,
-                      BRATS_REGIONS, MYOPS_REGIONS, EMPTY_CONVENTIONS)
+from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
 
 # %% auto #0
@@ -113,7 +112,7 @@ def evaluate_case(model,                          # the network
                   case:dict,                      # preprocessed case: image, label, availability, spacing, name
                   subset_ids=None,                # subsets to score; None: all
                   regions:dict|None=None,         # name → training labels; None: by the model's class count
-                  convention:str='brats',         # empty-region convention (`dmafnet.metrics.EMPTY_CONVENTIONS`)
+                  protocol='brats',               # scoring protocol: 'brats', 'passion' or a `dmafnet.metrics.Protocol`
                   et_min_volume:float|None=500.,  # ET post-processing threshold (mm³); None: no `ET_post`
                   modalities:tuple|None=None,     # modality names; None: the case's, or by count
                   **infer_kw,                     # `predict_subsets` options (patch_size, overlap, …)
@@ -136,7 +135,7 @@ def evaluate_case(model,                          # the network
     for i, p in zip(ok, probs):
         pred = p.argmax(0).to(torch.uint8).cpu().numpy()
         rows.append(dict(case=name, subset_id=i, subset=names[i], **_subset_columns(masks[i], modalities),
-                         **score_case(pred, label, regions, spacing, convention, et_min_volume)))
+                         **score_case(pred, label, regions, spacing, protocol, et_min_volume)))
     info = dict(case=name, available='+'.join(m for m, a in zip(modalities, avail) if a),
                 missing='+'.join(m for m, a in zip(modalities, avail) if not a), n_subsets=len(ok),
                 skipped=' '.join(names[i] for i in skipped), shape='x'.join(map(str, label.shape)),
@@ -192,8 +191,10 @@ def evaluate(model,                          # the network (eval mode is set dur
              data_dir=None,                  # folder the names in `cases` refer to
              subset_ids=None,                # subsets to score; None: all
              regions:dict|None=None,         # name → training labels; None: by the model's class count
-             convention:str='brats',         # 'brats' or 'passion' empty-region values
-             et_min_volume:float|None=500.,  # ET post-processing threshold in mm³; None: no `ET_post`
+             protocol='brats',               # scoring protocol: 'brats' or 'passion' (`dmafnet.metrics.PROTOCOLS`)
+             convention:str|None=None,       # replace the protocol's empty-region values ('brats' or 'passion')
+             hd95_form:str|None=None,        # replace the protocol's HD95 form ('pooled' or 'max')
+             et_min_volume:float|None=500.,  # ET post-processing threshold in mm³ (PASSION: 500 voxels); None: no `ET_post`
              progress:bool=True,             # a progress bar over cases
              **infer_kw,                     # `predict_subsets` options: patch_size, overlap, mode, subset_batch, …
             )->Evaluation:
@@ -202,6 +203,7 @@ def evaluate(model,                          # the network (eval mode is set dur
         n = len(cases); cases = (cases[i] for i in range(n))      # a Dataset: one case in memory at a time
     else: cases = list(cases); n = len(cases)
     if not n: raise ValueError("evaluate: no cases given")
+    pr = get_protocol(protocol, convention, hd95_form)
     regions = regions if regions is not None else regions_for(model.n_classes)
     rows, infos, modalities = [], [], None
     it = cases
@@ -210,14 +212,14 @@ def evaluate(model,                          # the network (eval mode is set dur
         it = tqdm(cases, desc='evaluate', unit='case', total=n)
     for c in it:
         case = c if isinstance(c, dict) else load_eval_case(c, data_dir)
-        r, info = evaluate_case(model, case, subset_ids, regions, convention, et_min_volume, **infer_kw)
+        r, info = evaluate_case(model, case, subset_ids, regions, pr, et_min_volume, **infer_kw)
         rows += r; infos.append(info)
         modalities = modalities or case_modalities(case)
     cases_df = pd.DataFrame(infos)
     partial = cases_df[cases_df.missing != '']
     for r in partial.itertuples():
         warnings.warn(f"{r.case}: no {r.missing} on disk; scored on {r.n_subsets} subsets only")
-    settings = dict(infer_kw, convention=convention, et_min_volume=et_min_volume, regions=regions,
+    settings = dict(infer_kw, protocol=asdict(pr), et_min_volume=et_min_volume, regions=regions,
                     subset_ids=None if subset_ids is None else list(subset_ids))
     settings.setdefault('overlap', 0.5); settings.setdefault('mode', 'constant')
     settings['patch_size'] = None if settings.get('patch_size') is None else list(settings['patch_size'])
@@ -310,14 +312,18 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
                  overlap:float=None,          # window overlap (default 0.5)
                  mode:str='constant',         # window blending: constant or gaussian
                  subset_batch:int=0,          # subsets decoded per call (0: automatic, by window size)
-                 convention:str='brats',      # HD95 for empty regions: brats (373.13) or passion (1.0)
-                 et_min_volume:float=500.,    # ET post-processing threshold in mm³ (500 = 500 voxels at 1 mm)
+                 protocol:str='brats',        # scoring protocol: brats or passion (PASSION's evaluator)
+                 convention:str=None,         # replace the protocol's HD95 for empty regions: brats (373.13) or passion (1.0)
+                 hd95_form:str=None,          # replace the protocol's HD95 form: pooled (medpy, BraTS) or max (MONAI)
+                 et_min_volume:float=500.,    # ET post-processing threshold in mm³ (500 = 500 voxels at 1 mm; passion: 500 voxels)
                  naive:bool=False,            # a full forward per subset instead of encoding once (for checks)
                  device:str='auto',           # auto, cpu, cuda, …
                 ):
     "Evaluate a checkpoint on every modality subset; write scores, summary.json, tables and plots to OUT."
     from dmafnet.train import load_model
     from dmafnet.core import default_device
+    try: get_protocol(protocol, convention, hd95_form)
+    except ValueError as e: raise SystemExit(f"dmafnet-evaluate: {e}") from None
     model, config = load_model(checkpoint, device=default_device(device))
     try: names = find_split(split, data, config, checkpoint)
     except FileNotFoundError as e: raise SystemExit(f"dmafnet-evaluate: {e}") from None
@@ -325,7 +331,8 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
     kw = _infer_settings(config, patch, overlap)
     ids = [int(s) for s in subset_ids.split(',') if s.strip()] or None
     t0 = time.time()
-    ev = evaluate(model, names, data_dir=data, subset_ids=ids, convention=convention, et_min_volume=et_min_volume,
+    ev = evaluate(model, names, data_dir=data, subset_ids=ids, protocol=protocol, convention=convention, hd95_form=hd95_form,
+                  et_min_volume=et_min_volume,
                   mode=mode, subset_batch=subset_batch or None, encode_once=not naive, **kw)
     ev.settings.update(split=split, data=str(data), seconds=round(time.time() - t0, 1))
     paths = ev.write(out, checkpoint, _config_dict(config), title=f'{Path(checkpoint).name} on {split} ({len(names)} cases)')

@@ -4,14 +4,14 @@
 
 # %% ../nbs/09a_metrics.ipynb #bdee9476
 from __future__ import annotations
-import warnings
+from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
 # %% auto #0
 __all__ = ['BRATS_RAW_LABELS', 'MYOPS_RAW_LABELS', 'BRATS_REGIONS', 'MYOPS_REGIONS', 'BRATS_EMPTY_HD95', 'EMPTY_CONVENTIONS',
-           'region_mask', 'regions_for', 'dice', 'surface_distances', 'hd95', 'postprocess_et', 'et_min_voxels',
-           'score_case']
+           'PROTOCOLS', 'region_mask', 'regions_for', 'dice', 'surface_distances', 'hd95', 'postprocess_et',
+           'et_min_voxels', 'Protocol', 'get_protocol', 'score_case']
 
 # %% ../nbs/09a_metrics.ipynb #70e3e430
 BRATS_RAW_LABELS = (0, 1, 2, 4)                      # raw BraTS value of training label i
@@ -45,13 +45,14 @@ EMPTY_CONVENTIONS = {
 # %% ../nbs/09a_metrics.ipynb #bae01897
 def dice(pred:np.ndarray, # predicted region, bool (or 0/1) array
          ref:np.ndarray,  # reference region, same shape
+         eps:float=0.,    # ε of (2|P∩R| + ε)/(|P| + |R| + ε) (PASSION: 1e-8); 0: the exact ratio
         )->float:
-    "Dice overlap 2|P∩R|/(|P|+|R|); 1 when both are empty, 0 when exactly one is."
+    "Dice overlap (2|P∩R| + ε)/(|P|+|R| + ε); 1 when both are empty, 0 when exactly one is (up to ε)."
     pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
     if pred.shape != ref.shape: raise ValueError(f"dice: prediction shape {pred.shape} differs from reference {ref.shape}")
     total = int(pred.sum()) + int(ref.sum())
     if total == 0: return 1.0
-    return 2.0 * int(np.logical_and(pred, ref).sum()) / total
+    return (2.0 * int(np.logical_and(pred, ref).sum()) + eps) / (total + eps)
 
 # %% ../nbs/09a_metrics.ipynb #b2d0af51
 def _union_box(a:np.ndarray, b:np.ndarray)->tuple:
@@ -83,7 +84,7 @@ def hd95(pred:np.ndarray,            # predicted region, bool (or 0/1) array
          spacing:tuple|None=None,    # voxel size in mm per axis (None: 1 mm)
          convention:str='brats',     # values for empty regions: 'brats' or 'passion' (see `EMPTY_CONVENTIONS`)
          percentile:float=95,        # 95 for HD95, 100 for the Hausdorff distance
-         symmetric:str='max',        # 'max' of the two directed percentiles (MONAI, BraTS) or 'pooled' (medpy)
+         symmetric:str='pooled',     # 'pooled' both directions (medpy, PASSION, BraTS) or 'max' of the two directed ones (MONAI)
         )->float:
     "The `percentile`-th percentile Hausdorff distance in mm, with the `convention`'s values for empty regions."
     if convention not in EMPTY_CONVENTIONS:
@@ -117,25 +118,55 @@ def et_min_voxels(spacing:tuple,          # voxel size in mm
     return int(round(min_volume / float(np.prod(spacing))))
 
 # %% ../nbs/09a_metrics.ipynb #0764dce3
+@dataclass(frozen=True)
+class Protocol:
+    "How a case is scored: the empty-region values, Dice's ε, the HD95 form and the ET post-processing threshold."
+    name:str                    # 'brats' or 'passion' (with changes: e.g. 'brats, hd95=max')
+    empty:str = 'brats'         # key of `EMPTY_CONVENTIONS`
+    dice_eps:float = 0.         # ε of Dice
+    hd95:str = 'pooled'         # 'pooled' or 'max' (see `hd95`)
+    et_voxels:int|None = None   # ET threshold in voxels whatever the spacing (PASSION); None: from a volume in mm³
+
+PROTOCOLS = {'brats': Protocol('brats'),
+             'passion': Protocol('passion', empty='passion', dice_eps=1e-8, et_voxels=500)}
+
+def get_protocol(name:str|Protocol='brats', # a name in `PROTOCOLS`, or a `Protocol`
+             convention:str|None=None,  # replace the empty-region values ('brats' or 'passion')
+             hd95:str|None=None,        # replace the HD95 form ('pooled' or 'max')
+            )->Protocol:
+    "The named protocol, checked, with the given conventions replaced (the name then says so)."
+    p = name if isinstance(name, Protocol) else PROTOCOLS.get(name)
+    if p is None: raise ValueError(f"evaluation protocol {name!r} is not one of {list(PROTOCOLS)}")
+    changes = {k: v for k, v in dict(empty=convention, hd95=hd95).items() if v is not None and v != getattr(p, k)}
+    if convention is not None and convention not in EMPTY_CONVENTIONS:
+        raise ValueError(f"empty-region convention {convention!r} is not one of {list(EMPTY_CONVENTIONS)}")
+    if hd95 is not None and hd95 not in ('pooled', 'max'): raise ValueError(f"HD95 form {hd95!r} is not 'pooled' or 'max'")
+    if not changes: return p
+    label = p.name + ''.join(f", {'convention' if k == 'empty' else k}={v}" for k, v in changes.items())
+    return replace(p, name=label, **changes)
+
+# %% ../nbs/09a_metrics.ipynb #ca58f775
 def score_case(pred:np.ndarray,               # predicted label map (training labels)
                ref:np.ndarray,                # reference label map, same shape
                regions:dict|None=None,        # name → training labels; None: BraTS regions
                spacing:tuple|None=None,       # voxel size in mm
-               convention:str='brats',        # empty-region convention for HD95
-               et_min_volume:float|None=500.0,# ET post-processing threshold in mm³; None: no `ET_post`
+               protocol:str|Protocol='brats', # scoring conventions (`PROTOCOLS`, or `get_protocol(...)`)
+               et_min_volume:float|None=500.0,# ET threshold in mm³ (a protocol with `et_voxels` uses those); None: no `ET_post`
               )->dict:
     "Dice and HD95 per region (keys `dice_<region>`, `hd95_<region>`), and for ET after post-processing."
+    pr = get_protocol(protocol)
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape: raise ValueError(f"score_case: prediction shape {pred.shape} differs from reference {ref.shape}")
     regions = dict(BRATS_REGIONS if regions is None else regions)
     row = {}
     def add(name, labels, p_lab):
         p, r = region_mask(p_lab, labels), region_mask(ref, labels)
-        row[f'dice_{name}'], row[f'hd95_{name}'] = dice(p, r), hd95(p, r, spacing, convention)
+        row[f'dice_{name}'] = dice(p, r, pr.dice_eps)
+        row[f'hd95_{name}'] = hd95(p, r, spacing, pr.empty, symmetric=pr.hd95)
     for name, labels in regions.items(): add(name, labels, pred)
     if et_min_volume is not None and 'ET' in regions:
         et = regions['ET']
         if len(et) != 1: raise ValueError(f"score_case: ET post-processing needs a one-label ET region, got {et}")
-        n = et_min_voxels(spacing if spacing is not None else (1.0,) * pred.ndim, et_min_volume)
+        n = pr.et_voxels or et_min_voxels(spacing if spacing is not None else (1.0,) * pred.ndim, et_min_volume)
         add('ET_post', et, postprocess_et(pred, n, et_label=et[0]))
     return row

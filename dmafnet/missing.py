@@ -14,8 +14,8 @@ from .core import BRATS_MODALITIES, MYOPS_MODALITIES
 # %% auto #0
 __all__ = ['PASSION_ORDER', 'COLUMNS', 'subsets', 'subset_names', 'subset_id', 'pos_mask_ids', 'parse_setting', 'setting_name',
            'check_rates', 'expected_counts', 'imbalanced_masks', 'mask_array', 'modality_counts', 'mask_dict',
-           'write_mask_csv', 'read_mask_csv', 'find_reference', 'plot_availability', 'plot_subset_counts', 'sample_pdt',
-           'read_case_names', 'masks_cli']
+           'parse_mask', 'write_mask_csv', 'read_mask_csv', 'find_reference', 'plot_availability', 'plot_subset_counts',
+           'sample_pdt', 'read_case_names', 'masks_cli']
 
 # %% ../nbs/03_missing.ipynb #d361bb76
 _BRATS_SUBSETS = (  # RFNet/PASSION's order, channel order (flair, t1ce, t1, t2)
@@ -189,10 +189,17 @@ def mask_dict(df:pd.DataFrame # a mask table
 
 # %% ../nbs/03_missing.ipynb #0ec83766
 COLUMNS = ('data_name', 'mask_id', 'mask', 'pos_mask_ids')
-_MASK_RE = re.compile(r'\[\s*((?:True|False|1|0)(?:\s*,\s*(?:True|False|1|0))*)\s*\]')
+_BOOL = r'(?:np\.|numpy\.)?(?:True_?|False_?)|true|false|1|0'
+_MASK_RE = re.compile(rf'\[\s*((?:{_BOOL})(?:\s*,\s*(?:{_BOOL}))*)\s*\]')
 _IDS_RE = re.compile(r'\[\s*(\d+(?:\s*,\s*\d+)*)?\s*\]')
 
 def _fmt(values)->str: return '[' + ', '.join(str(v) for v in values) + ']'
+
+def parse_mask(cell:str)->tuple|None:
+    "One mask cell as a tuple of bool: `[True, False]`, numpy ≥ 2's `[np.True_, np.False_]`, `[1, 0]`, `[true, false]`; None if it is none of these."
+    m = _MASK_RE.fullmatch(str(cell).strip())
+    if m is None: return None
+    return tuple(v.strip().split('.')[-1].rstrip('_').lower() in ('true', '1') for v in m.group(1).split(','))
 
 def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask)
                    path:str|Path,    # the CSV file to write (folders created)
@@ -206,11 +213,13 @@ def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask
         raise ValueError(f"{path}: row {bad} ({table['data_name'][bad]}): mask_id {df['mask_id'].iloc[bad]} does not "
                          f"match mask {_fmt(table['mask'][bad])} (id {table['mask_id'][bad]})")
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', newline='') as f:
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in table.itertuples(index=False):
             w.writerow([r.data_name, r.mask_id, _fmt(r.mask), _fmt(r.pos_mask_ids)])
+    tmp.replace(path)                     # atomic: a reader never sees half a table
     return path
 
 def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
@@ -220,7 +229,7 @@ def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
     "Read and check a mask table: columns data_name, mask_id (int), mask (tuple of bool), pos_mask_ids (tuple of int)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"mask table {path} not found")
-    with open(path, newline='') as f: rows = list(csv.reader(f))
+    with open(path, newline='', encoding='utf-8-sig') as f: rows = list(csv.reader(f))  # a spreadsheet's BOM
     if not rows: raise ValueError(f"{path}: empty file; expected the header {','.join(COLUMNS)}")
     head = [h.strip() for h in rows[0]]
     skip = 1 if head[:1] == [''] else 0  # a pandas index column
@@ -234,9 +243,8 @@ def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
         name, mid, mcell, pcell = (c.strip() for c in row[skip:])
         where += f" ({name})"
         if not name: raise ValueError(f"{where}: empty data_name")
-        mm = _MASK_RE.fullmatch(mcell)
-        if mm is None: raise ValueError(f"{where}: mask {mcell!r} is not a list like [True, False, True, True]")
-        mask = tuple(v.strip() in ('True', '1') for v in mm.group(1).split(','))
+        mask = parse_mask(mcell)
+        if mask is None: raise ValueError(f"{where}: mask {mcell!r} is not a list like [True, False, True, True]")
         if n_modalities is not None and len(mask) != n_modalities:
             raise ValueError(f"{where}: mask {mcell} has {len(mask)} entries, expected {n_modalities}")
         if out['mask'] and len(mask) != len(out['mask'][0]):
@@ -341,7 +349,15 @@ def read_case_names(cases:str|Path # a text file (one name per line, '#' comment
                    )->list[str]:
     "Case names from a list file or from the sub-folders of a data folder (sorted; hidden and '_' folders skipped)."
     p = Path(cases)
-    if p.is_dir(): names = sorted(d.name for d in p.iterdir() if d.is_dir() and d.name[0] not in '._')
+    if p.is_dir():
+        from dmafnet.data import list_cases                   # the cases `dmafnet-preprocess` would find
+        names = list_cases(p)
+        if not names:                                         # no images yet: the sub-folders are the cases …
+            subs = sorted(d for d in p.iterdir() if d.is_dir() and d.name[0] not in '._')
+            nested = [d.name for d in subs if any(c.is_dir() for c in d.iterdir())]
+            if nested: raise ValueError(f"{p}: no case images found, and {nested} hold folders, not a case's images: "
+                                        "give the folder that holds the case folders, or a list file")  # … unless nested
+            names = [d.name for d in subs]
     elif p.is_file(): names = [l.split('#')[0].strip() for l in p.read_text().splitlines()]; names = [n for n in names if n]
     else: raise FileNotFoundError(f"--cases {p}: neither a list file nor a folder")
     if not names: raise ValueError(f"{p}: no case names found (expected one per line, or one sub-folder per case)")
@@ -362,8 +378,10 @@ def masks_cli(cases:Param("a text file of case names (one per line) or a data fo
     mods = tuple(m.strip() for m in modalities.split(','))
     if (setting is None) == (rates is None): raise SystemExit("give exactly one of --setting or --rates")
     spec = setting if setting is not None else check_rates(rates.split(','), len(mods), f'--rates {rates}')
-    df = imbalanced_masks(read_case_names(cases), spec, seed=seed, modalities=mods, leftovers=leftovers)
-    write_mask_csv(df, out)
+    try:
+        df = imbalanced_masks(read_case_names(cases), spec, seed=seed, modalities=mods, leftovers=leftovers)
+        write_mask_csv(df, out)
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-masks: {e}") from None
     c = modality_counts(df, mods)
     print(f"wrote {len(df)} masks to {out} ({setting or 'rates ' + rates}, seed {seed}); available: "
           + ', '.join(f'{m} {v}' for m, v in c.items()))

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['score_columns', 'regions_of', 'subset_means', 'overall_means', 'paper_table', 'to_markdown', 'to_latex',
-           'plot_dice_heatmap', 'modality_gain', 'plot_modality_gain', 'git_commit', 'summarise', 'write_report']
+           'plot_dice_heatmap', 'modality_gain', 'plot_modality_gain', 'git_commit', 'summarise', 'protocol_note',
+           'write_report']
 
 # %% ../nbs/09b_report.ipynb #9a39b4ef
 def score_columns(scores:pd.DataFrame, # per case × subset scores
@@ -195,6 +196,14 @@ def summarise(scores:pd.DataFrame,        # per case × subset scores
     return _plain(out)
 
 # %% ../nbs/09b_report.ipynb #310daef2
+def protocol_note(p:dict|None)->str:
+    "The scoring protocol in words, for the line under a table's title ('' when unknown)."
+    if not p: return ''
+    et = f"{p['et_voxels']} voxels" if p.get('et_voxels') else 'the volume threshold'
+    return (f"; scored with the `{p['name']}` protocol (HD95 {p['hd95']}, empty regions as {p['empty']}, "
+            f"Dice ε {p['dice_eps']:g}, ET_post under {et})")
+
+# %% ../nbs/09b_report.ipynb #f5c9c94b
 def write_report(scores:pd.DataFrame,        # per case × subset scores
                  out_dir:str|Path,            # folder for every file
                  modalities:tuple,            # modality names, channel order
@@ -215,12 +224,13 @@ def write_report(scores:pd.DataFrame,        # per case × subset scores
     paths['summary'].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + '\n')
     n = summary['n_cases']
     prov = f"{n} case(s); checkpoint `{checkpoint}`; commit `{summary['commit']}`; {summary['date']}"
+    prov += protocol_note(summary['settings'].get('protocol'))
     note = ''
     if summary.get('cases_with_missing_modalities'):
         miss = summary['cases_with_missing_modalities']
         note = (f"\n{len(miss)} case(s) lack a modality on disk and were scored only on the subsets they can form "
                 f"(column `n`): " + '; '.join(f"{c} (no {'+'.join(v['missing'])})" for c, v in miss.items()) + '\n')
-    post = "`ET_post`: ET after post-processing (predicted ET under the volume threshold relabelled necrotic core). " \
+    post = "`ET_post`: ET after post-processing (predicted ET under the protocol's threshold relabelled necrotic core). " \
         if 'ET_post' in summary['regions'] else ''
     md = ([f'# {title}\n'] if title else []) + [prov + '\n', note,
           to_markdown(paper_table(scores, modalities, 'dice'), '**Dice (%)**, mean over cases per subset; last row: mean over subsets'),

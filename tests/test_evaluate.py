@@ -47,11 +47,11 @@ def test_partial_overlap_anisotropic():
     # lines along the last axis with 3 mm voxels: prediction 2 voxels, reference 4, same start
     p = _box((3, 3, 8), 1, 1, slice(2, 4)); r = _box((3, 3, 8), 1, 1, slice(2, 6))
     assert dice(p, r) == pytest.approx(2 / 3)
-    assert hd95(p, r, (1, 1, 3)) == pytest.approx(3 + 0.85 * 3)                 # percentile of [0, 0, 3, 6]
-    assert hd95(p, r, (1, 1, 3), symmetric='pooled') == pytest.approx(3 + 0.75 * 3)  # medpy's pooled form
+    assert hd95(p, r, (1, 1, 3)) == pytest.approx(3 + 0.75 * 3)                 # pooled [0, 0, 0, 0, 3, 6] (the default)
+    assert hd95(p, r, (1, 1, 3), symmetric='max') == pytest.approx(3 + 0.85 * 3)  # MONAI's: directed [0, 0, 3, 6]
     d, h = _monai(p, r, (1, 1, 3))
     assert d == pytest.approx(2 / 3) and h == pytest.approx(5.55, abs=1e-4)
-    assert hd95(p, r, (3, 1, 1)) == pytest.approx(1.85)                          # spacing on another axis
+    assert hd95(p, r, (3, 1, 1)) == pytest.approx(1.75)                          # spacing on another axis
 
 def test_empty_conventions():
     z = np.zeros((5, 5, 5), bool); a = _box((5, 5, 5), 2, 2, 2)
@@ -67,7 +67,7 @@ def test_random_agreement_with_monai():
         a = ndimage.gaussian_filter(rng.random((24, 20, 18)), 2) > 0.52
         b = ndimage.gaussian_filter(rng.random((24, 20, 18)), 2) > 0.52
         d, h = _monai(a, b, spacing)
-        assert dice(a, b) == pytest.approx(d, abs=1e-6) and hd95(a, b, spacing) == pytest.approx(h, abs=1e-4)
+        assert dice(a, b) == pytest.approx(d, abs=1e-6) and hd95(a, b, spacing, symmetric='max') == pytest.approx(h, abs=1e-4)
 
 def test_et_postprocessing_is_separate():
     ref = np.zeros((10, 10, 10), np.uint8); ref[2:8, 2:8, 2:8] = 2
@@ -165,3 +165,35 @@ def test_evaluate_needs_a_split_file(phantom, checkpoint, tmp_path):
     r = subprocess.run([str(BIN / 'dmafnet-evaluate'), '--checkpoint', str(checkpoint), '--data', str(phantom[0]),
                         '--out', str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0 and 'no test.txt' in r.stderr and '--split all' in r.stderr
+
+
+def _brute_pooled_hd95(a, b, spacing, q=95):
+    "HD95 as medpy defines it, written independently: surface voxels by their 6-neighbours, all pairwise distances."
+    from scipy.spatial.distance import cdist
+    def surface(m):
+        pad = np.pad(m, 1); inner = np.ones_like(m)
+        for ax in range(m.ndim):
+            for step in (-1, 1): inner &= np.roll(pad, step, ax)[tuple(slice(1, -1) for _ in range(m.ndim))]
+        return np.argwhere(m & ~inner) * np.asarray(spacing, float)
+    sa, sb = surface(a), surface(b)
+    d = cdist(sa, sb)
+    return float(np.percentile(np.concatenate([d.min(1), d.min(0)]), q))
+
+def test_pooled_hd95_default_matches_an_independent_implementation():
+    from scipy import ndimage
+    rng = np.random.default_rng(7)
+    for shape, spacing in [((22, 20, 16), (1, 1, 1)), ((22, 20, 16), (0.8, 1.4, 3.0)), ((30, 26), (0.5, 2.0))]:
+        for _ in range(3):
+            a = ndimage.gaussian_filter(rng.random(shape), 2) > 0.52
+            b = ndimage.gaussian_filter(rng.random(shape), 2) > 0.5
+            assert abs(hd95(a, b, spacing) - _brute_pooled_hd95(a, b, spacing)) < 1e-6
+
+def test_passion_protocol_scores():
+    from dmafnet.metrics import score_case
+    ref = np.zeros((12, 12, 12), np.uint8); ref[3:9, 3:9, 3:9] = 2; ref[4:8, 4:8, 4:8] = 1
+    pred = ref.copy(); pred[0, 0, :3] = 3                                   # 3 stray ET voxels, no ET in the reference
+    s = score_case(pred, ref, spacing=(2, 2, 2), protocol='passion')
+    assert s['hd95_ET'] == 1.0 and s['dice_ET'] == pytest.approx(0, abs=1e-8)
+    assert (s['dice_ET_post'], s['hd95_ET_post']) == (1.0, 0.0)            # 3 < 500 voxels: relabelled
+    b = score_case(pred, ref, spacing=(2, 2, 2), et_min_volume=20)          # brats: 20 mm³ = 2 voxels at 2 mm: kept
+    assert b['hd95_ET'] == BRATS_EMPTY_HD95 and b['dice_ET_post'] == 0.0
