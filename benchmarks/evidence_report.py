@@ -57,6 +57,20 @@ def paired(runs:list[dict])->dict:
             out.setdefault(setting, {})[config] = entry
     return out
 
+# what switching each part on buys: (configuration, the same without that part), all under mr2468
+LADDER = (('DMAF', 'mean fusion'), ('DMAF + relation (CCA, MAA)', 'DMAF'),
+          ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'))
+
+def ladder(runs:list[dict], setting:str='mr2468')->dict:
+    "Per step of `LADDER`: per region the paired (by seed) difference of the configuration to the one without the part."
+    rs = {(r['config'], r['seed']): r for r in runs if r['setting'] == setting}
+    out = {}
+    for config, without in LADDER:
+        seeds = sorted(k for c, k in rs if c == config and (without, k) in rs)
+        if seeds: out[f'{config} − {without}'] = {reg: t_interval([rs[config, k][reg.lower()] - rs[without, k][reg.lower()]
+                                                                   for k in seeds]) for reg in REGIONS}
+    return out
+
 def dilution(run:dict)->float:
     """Mean over regions and ordered pairs (X, Y) with X the more informative alone (higher Dice for the region) of
     Dice(X) − Dice(X+Y), in points: how much adding a less informative modality costs."""
@@ -111,7 +125,7 @@ def summary(runs:list[dict])->dict:
                                       seeds=int(means.loc[(s, c), (reg, 'count')])) for reg in REGIONS} for s, c in means.index}
     return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
                            minutes=r['minutes']) for r in runs],
-                means=table, paired=paired(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
+                means=table, paired=paired(runs), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
                 dtm_beta_max_abs_dev=beta_dev, final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs))
 
@@ -224,6 +238,9 @@ def write_report(run_folder:Path, prefix:Path)->str:
             dls = f"{dl['mean']:.1f}" if dl else '–'
             L.append(f"| {st} | {c} | {m['WT']['seeds']} | " + ' | '.join(fmt(m[r]) for r in REGIONS) + ' | '
                      + (' | '.join(ci(p[r]) for r in REGIONS) if p else '– | – | –') + f' | {dls} |')
+    L += ['', '**What each part buys** (mr2468; each configuration minus the same without that part, paired by seed, '
+          '95 % t-interval):', '', '| step | seeds | Δ WT | Δ TC | Δ ET |', '|---|---|---|---|---|']
+    L += [f"| {k} | {v['WT']['n']} | " + ' | '.join(ci(v[r]) for r in REGIONS) + ' |' for k, v in s['component_steps'].items()]
     L += ['', *img('paired', 'Paired differences'),
           '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
           'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',
