@@ -186,7 +186,7 @@ def fig_dtm(runs:list[dict], path:Path):
     for r in full:
         if r['setting'] != 'mr2468': continue
         for m in MODALITIES: axes[0].plot(r['dtm'][m]['step'], r['dtm'][m]['beta'], color=colours[m], alpha=.6, label=m if r is full[0] else None)
-    axes[0].axhline(1, color='k', lw=.6); axes[0].set(title='β = k per modality over training (mr2468, each seed)', xlabel='step', ylabel='β')
+    axes[0].axhline(1, color='k', lw=.6); axes[0].set(title='β = k per modality (mr2468, each seed)', xlabel='step', ylabel='β')
     axes[0].legend(fontsize=8)
     for ax, reg in zip(axes[1:], ('WT', 'ET')):
         for config, ls in ((FULL, '-'), ('DMAF + relation + prototype', '--')):
@@ -196,8 +196,27 @@ def fig_dtm(runs:list[dict], path:Path):
                 steps = [c['step'] for c in rs[0]['unimodal_curve']]
                 vals = np.mean([[100 * c[f'{m}_{reg}'] for c in r['unimodal_curve']] for r in rs if len(r['unimodal_curve']) == len(steps)], 0)
                 ax.plot(steps, vals, ls, color=colours[m], label=f"{m}, {'DTM' if config == FULL else 'no DTM'}")
-        ax.set(title=f'{reg}: shared decoder, modality alone (validation, mean over seeds)', xlabel='step', ylabel='Dice (%)'); ax.grid(alpha=.3)
+        ax.set(title=f'{reg}: shared decoder, each modality alone', xlabel='step', ylabel='Dice (%)'); ax.grid(alpha=.3)
     axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def fig_curves(runs:list[dict], path:Path):
+    "Validation Dice over training per configuration (each seed thin, the mean thick), one panel per setting."
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(SETTING_ORDER), figsize=(15, 3.8), sharey=True)
+    colours = dict(zip(CONFIGS, plt.rcParams['axes.prop_cycle'].by_key()['color']))
+    for ax, setting in zip(axes, SETTING_ORDER):
+        for config in CONFIGS:
+            rs = [r for r in runs if r['setting'] == setting and r['config'] == config and r['val_curve']]
+            if not rs: continue
+            steps = [c['step'] for c in rs[0]['val_curve']]
+            for r in rs: ax.plot([c['step'] for c in r['val_curve']], [c['val_mean'] for c in r['val_curve']], color=colours[config], lw=.6, alpha=.4)
+            same = [r for r in rs if len(r['val_curve']) == len(steps)]
+            ax.plot(steps, np.mean([[c['val_mean'] for c in r['val_curve']] for r in same], 0), color=colours[config], lw=2, label=config)
+        ax.axvspan(0.75 * max(c['step'] for r in runs for c in r['val_curve']), ax.get_xlim()[1], color='k', alpha=.06)
+        ax.set(title=f'{setting}: validation Dice (shaded: last 25 %)', xlabel='step'); ax.grid(alpha=.3)
+    axes[0].set_ylabel('val Dice (points)')
+    max(axes, key=lambda a: len(a.get_legend_handles_labels()[1])).legend(fontsize=7)   # the panel with every configuration
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 # --- the report -----------------------------------------------------------------------------------------------------
@@ -213,7 +232,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{prefix}.json').write_text(json.dumps(s, indent=1))
     name = prefix.name
-    figures = {'paired': fig_paired, 'weights': fig_weights, 'dtm': fig_dtm}
+    figures = {'paired': fig_paired, 'weights': fig_weights, 'dtm': fig_dtm, 'curves': fig_curves}
     for kind, draw in figures.items():   # a figure without data is not drawn, and not linked
         f = Path(f'{prefix}_{kind}.png'); f.unlink(missing_ok=True); draw(s if kind == 'paired' else runs, f)
     img = lambda kind, alt: [f'![{alt}]({name}_{kind}.png)', ''] if Path(f'{prefix}_{kind}.png').is_file() else []
@@ -262,7 +281,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
           'Validation Dice (mean over all-four and each single modality, regions; points): change over the last 25 % of the budget.', '',
           '| setting and configuration | mean change | largest \\|change\\| | runs |', '|---|---|---|---|']
     L += [f"| {k} | {v['mean']:+.2f} | {v['max_abs']:.2f} | {v['runs']} |" for k, v in s['plateau'].items()]
-    L.append('')
+    L += ['', *img('curves', 'Validation curves')]
     text = '\n'.join(L)
     Path(f'{prefix}.md').write_text(text)
     return text
