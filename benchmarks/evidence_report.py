@@ -202,6 +202,7 @@ def fig_dtm(runs:list[dict], path:Path):
 
 def fig_curves(runs:list[dict], path:Path):
     "Validation Dice over training per configuration (each seed thin, the mean thick), one panel per setting."
+    if not any(r['val_curve'] for r in runs): return
     plt = _plt()
     fig, axes = plt.subplots(1, len(SETTING_ORDER), figsize=(15, 3.8), sharey=True)
     colours = dict(zip(CONFIGS, plt.rcParams['axes.prop_cycle'].by_key()['color']))
