@@ -168,6 +168,9 @@ def _check(cfg:TrainConfig, check_paths:bool=True)->TrainConfig:
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 16 and s % 16 == 0 for s in p):
             raise ValueError(f"config field 'patch_size': {p}: each entry must be a multiple of 16 "
                              "(the network halves the grid four times)")
+        if all(s == 16 for s in p):   # a 1-voxel deepest level: instance norm cannot normalise a single value
+            raise ValueError(f"config field 'patch_size': {p} leaves a one-voxel deepest level, which instance norm "
+                             f"refuses in training; the smallest that works has one entry 32, e.g. {(32,) + p[1:]}")
     if cfg.device != 'auto' and not (cfg.device == 'cpu' or cfg.device.startswith('cuda') or cfg.device == 'mps'):
         raise ValueError(f"config field 'device': {cfg.device!r} is not 'auto', 'cpu' or 'cuda[:N]'")
     for name in ('data', 'mask_csv', 'split') if check_paths else ():
