@@ -39,7 +39,7 @@ def main():
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
                 load=os.getloadavg())
     (ROOT / 'benchmarks' / 'threads.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    md = [f"# Study step time: 1 vs 2 torch threads\n", f"{meta['date']} · commit {commit} · {meta['machine']}\n",
+    md = ["# Study step time: 1 vs 2 torch threads\n", f"{meta['date']} · commit {commit} · {meta['machine']}\n",
           "`study` preset, mean fusion, mr2468, batch 8, 64×64, base width 4; median of 20 steps after 3, each "
           "thread count alone in a fresh process.\n", "| threads | step s | steps/s per core |", "|---|---|---|",
           *[f"| {r['threads']} | {r['step_s']} | {1 / r['step_s'] / r['threads']:.2f} |" for r in rows],

@@ -110,7 +110,7 @@ def main():
             lines.append('| ' + ' | '.join('×'.join(map(str, r[c])) if isinstance(r.get(c), list) else str(r.get(c, '')) for c in cols) + ' |')
         return '\n'.join(lines)
     cpu_rows = [r for r in rows if r['device'] == 'cpu']; gpu_rows = [r for r in rows if r['device'].startswith('cuda')]
-    md = [f"# Training throughput\n",
+    md = ["# Training throughput\n",
           f"{meta['date']}, commit {meta['commit']}, torch {meta['torch']}, Python {meta['python']}, {meta['machine']}, "
           f"load average {meta['load_average']} at the end (a shared machine: compare rows of one run only).\n",
           "One step = batch to device, DMAFNet forward + DMAFCriterion + DTM, backward, gradient norm, AdamW step "

@@ -24,7 +24,6 @@ an interrupted one resumes from its `last.pt` in `--work`.
 """
 from __future__ import annotations
 import argparse, json, re, subprocess, sys, time, warnings
-from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
@@ -39,7 +38,6 @@ from dmafnet.evaluate import evaluate, find_split
 from dmafnet.metrics import dice, region_mask
 from dmafnet.network import pad_to_multiple
 from dmafnet.dmaf import resize_maps
-from dmafnet.missing import subsets, subset_names
 
 from evidence_report import REGIONS, MODALITIES, BASELINE, FULL, write_report
 SETTINGS = {'mr2468': dict(missing='idt', setting='mr2468'), 'pdt': dict(missing='pdt'),

@@ -5,7 +5,7 @@
 # %% ../nbs/08a_config.ipynb #131e9405
 from __future__ import annotations
 import json, difflib, re, typing
-from dataclasses import dataclass, field, fields, asdict, replace
+from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from fastcore.basics import patch

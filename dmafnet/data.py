@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #68d544a9
 from __future__ import annotations
-import os, re, time, warnings, zipfile, zlib
+import os, time, warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
 import pandas as pd

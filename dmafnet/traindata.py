@@ -4,7 +4,7 @@
 
 # %% ../nbs/08c_traindata.ipynb #d965e97c
 from __future__ import annotations
-import contextlib, math, random, warnings
+import contextlib, math, random
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np

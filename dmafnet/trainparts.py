@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .core import default_device
-from .config import TrainConfig, preset
+from .config import TrainConfig
 from .checkpoint import load_checkpoint
 
 # %% auto #0

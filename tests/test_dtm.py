@@ -1,5 +1,5 @@
 "DTM (SPEC §4): ω from masks, RP sign and β dynamics, ‖β‖ = √M, gradient scaling, checkpoints, DDP reduction."
-import io, math
+import math
 import numpy as np, pandas as pd
 import pytest, torch
 import torch.nn as nn

@@ -1,7 +1,7 @@
 "Missing-modality protocol: PASSION's mask files (read, write back byte for byte), the expected-count rule, the CLI."
 import subprocess, sys
 from pathlib import Path
-import numpy as np, pandas as pd, pytest
+import numpy as np, pytest
 from dmafnet.missing import (subsets, subset_names, subset_id, parse_setting, expected_counts, imbalanced_masks,
                              read_mask_csv, write_mask_csv, modality_counts, mask_array, mask_dict, sample_pdt)
 

@@ -1,8 +1,7 @@
 "The built-in phantom: determinism, labels, the contrast rules of real MRI, the BraTS layout and its command."
-import json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 import numpy as np, nibabel as nib, pytest
-from conftest import ROOT
 from dmafnet.phantom import make_phantom, phantom_case, region_means, check_contrasts
 
 BIN = Path(sys.executable).parent

@@ -1,6 +1,6 @@
 """Integration tests of the training engine: exact resume after SIGKILL, damaged checkpoints, non-finite losses,
 configuration errors, DDP (gloo, 2 processes), the papermill run notebook, the CLI, and a CUDA smoke test."""
-import json, os, signal, subprocess, sys, textwrap, time, warnings
+import json, os, signal, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from conftest import ROOT
@@ -232,7 +232,6 @@ def test_nonfinite_repeated_stops(cache, tmp_path, nan_at):
 
 def test_config_errors_name_the_field(cache, tmp_path):
     "Impossible configurations fail before any training, naming the field."
-    from dmafnet.config import preset
     from dmafnet.train import train
     with pytest.raises(ValueError, match="'epochz' is unknown"): tiny(cache, tmp_path, epochz=3)
     with pytest.raises(FileNotFoundError, match="'data'"): tiny(cache, tmp_path, data=str(tmp_path/'nowhere'))

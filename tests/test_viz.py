@@ -39,7 +39,7 @@ def _drawn_maps(viewer):
 
 def test_callbacks_without_browser(model2d):
     v = Viewer(model2d, [_case('a'), _case('b', seed=1)], patch_size=(48, 48))
-    ui = v.widget(); c = v.controls
+    v.widget(); c = v.controls                                # builds the controls
     assert v.available.all() and v.case_name == 'a'
     png0, maps0 = c['picture'].value, [m.copy() for m in _drawn_maps(v)]
     c['t1ce'].value = False                                    # a click on the checkbox
