@@ -175,6 +175,11 @@ def fig_weights(runs:list[dict], path:Path):
     axes[0].legend(fontsize=8); fig.suptitle(f'DMAF weights vs what each modality shows ({len(rs)} DMAF runs, mr2468; 0.25 = mean fusion)', fontsize=10)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
+def mean_curve(runs:list[dict], curve:str, value)->tuple[list, np.ndarray]:
+    "Steps of the first run's `curve` and the mean of `value(point)` over the runs whose curve has as many points."
+    steps = [c['step'] for c in runs[0][curve]]
+    return steps, np.mean([[value(c) for c in r[curve]] for r in runs if len(r[curve]) == len(steps)], 0)
+
 def fig_dtm(runs:list[dict], path:Path):
     "β per modality over training (full DMAF-Net), and shared-decoder Dice per modality with and without DTM."
     plt = _plt()
@@ -193,8 +198,7 @@ def fig_dtm(runs:list[dict], path:Path):
             rs = [r for r in tracked if r['config'] == config]
             if not rs: continue
             for m in MODALITIES:
-                steps = [c['step'] for c in rs[0]['unimodal_curve']]
-                vals = np.mean([[100 * c[f'{m}_{reg}'] for c in r['unimodal_curve']] for r in rs if len(r['unimodal_curve']) == len(steps)], 0)
+                steps, vals = mean_curve(rs, 'unimodal_curve', lambda c: 100 * c[f'{m}_{reg}'])
                 ax.plot(steps, vals, ls, color=colours[m], label=f"{m}, {'DTM' if config == FULL else 'no DTM'}")
         ax.set(title=f'{reg}: shared decoder, each modality alone', xlabel='step', ylabel='Dice (%)'); ax.grid(alpha=.3)
     axes[1].legend(fontsize=7, ncol=2)
@@ -210,10 +214,8 @@ def fig_curves(runs:list[dict], path:Path):
         for config in CONFIGS:
             rs = [r for r in runs if r['setting'] == setting and r['config'] == config and r['val_curve']]
             if not rs: continue
-            steps = [c['step'] for c in rs[0]['val_curve']]
             for r in rs: ax.plot([c['step'] for c in r['val_curve']], [c['val_mean'] for c in r['val_curve']], color=colours[config], lw=.6, alpha=.4)
-            same = [r for r in rs if len(r['val_curve']) == len(steps)]
-            ax.plot(steps, np.mean([[c['val_mean'] for c in r['val_curve']] for r in same], 0), color=colours[config], lw=2, label=config)
+            ax.plot(*mean_curve(rs, 'val_curve', lambda c: c['val_mean']), color=colours[config], lw=2, label=config)
         ax.axvspan(0.75 * max(c['step'] for r in runs for c in r['val_curve']), ax.get_xlim()[1], color='k', alpha=.06)
         ax.set(title=f'{setting}: validation Dice (shaded: last 25 %)', xlabel='step'); ax.grid(alpha=.3)
     axes[0].set_ylabel('val Dice (points)')
