@@ -6,7 +6,7 @@ and seconds per BraTS-size case.
                                                              # (about 20 min on 2 quiet cores)
     .venv/bin/python benchmarks/bench_evaluate.py --smoke    # a small version (4 mm, base 4, 32³), 2–3 min
 
-Part 1 runs `dmafnet.evaluate.predict_subsets` on one phantom case for all 15 subsets in four ways — a full forward per
+Part 1 runs `dmafnet.inference.predict_subsets` on one phantom case for all 15 subsets in four ways — a full forward per
 subset (`model(x, a)`, the uni-modal decoders included, as training's forward does), a forward per subset without the
 uni-modal decoders, and encode-once with 1 subset per decoder call and with the default number (`AUTO_DECODE_VOXELS`) — asserts that they give the same
 probabilities (bit for bit for one subset per call, to 1e-5 otherwise) and reports times and speed-ups.
@@ -25,7 +25,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from dmafnet.network import DMAFNet
 from dmafnet.missing import subsets
-from dmafnet.evaluate import predict_subsets, AUTO_DECODE_VOXELS
+from dmafnet.inference import predict_subsets, AUTO_DECODE_VOXELS
 from dmafnet.metrics import score_case
 
 def _machine(threads):

@@ -9,8 +9,8 @@ timed. Results go to benchmarks/preprocess.md and benchmarks/preprocess.json.
 import argparse, datetime, json, os, platform, subprocess, tempfile, time
 from pathlib import Path
 import numpy as np, nibabel as nib, torch
-from dmafnet.data import (make_test_case, read_brats_case, preprocess_case, save_cached, load_cached,
-                          write_label_nifti)
+from dmafnet.testing import make_test_case
+from dmafnet.data import read_brats_case, preprocess_case, save_cached, load_cached, write_label_nifti
 
 HERE = Path(__file__).resolve().parent
 

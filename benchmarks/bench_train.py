@@ -31,7 +31,7 @@ def machine()->str:
 
 def phantom_cache(folder:Path, n_cases:int=6)->Path:
     from dmafnet.phantom import make_phantom
-    from dmafnet.data import preprocess_dataset
+    from dmafnet.preprocess import preprocess_dataset
     make_phantom(folder/'raw', n_cases=n_cases, seed=0, spacing=2.0)
     preprocess_dataset(folder/'raw', folder/'cache', verbose=False)
     return folder/'cache'

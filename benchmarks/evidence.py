@@ -62,7 +62,7 @@ def run_name(seed:int, setting:str, config:str)->str: return f'{setting}__{slug(
 def study_data(work:Path)->Path:
     "The study preset's phantom, preprocessed once into `work/data/cache` with the preset's split seed."
     from dmafnet.phantom import make_phantom
-    from dmafnet.data import preprocess_dataset
+    from dmafnet.preprocess import preprocess_dataset
     p = preset('study')
     cache = work / 'data' / 'cache'
     if not (cache / 'cases.csv').is_file():

@@ -4,54 +4,20 @@
 
 # %% ../nbs/01_data.ipynb #68d544a9
 from __future__ import annotations
-import os, time, warnings, zipfile, zlib
+import os, warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
-import pandas as pd
 import nibabel as nib
-from fastcore.script import call_parse, Param
 from .core import BRATS_MODALITIES
 
 # %% auto #0
-__all__ = ['BRATS_LABELS', 'BRATS_LABEL_NAMES', 'CACHE_KEYS', 'make_test_case', 'is_nifti', 'nifti_stem', 'load_nifti',
-           'encode_labels', 'decode_labels', 'find_case_files', 'read_volumes', 'read_brats_case', 'bounding_box',
-           'crop_to_box', 'preprocess_case', 'restore_label', 'write_label_nifti', 'save_cached', 'load_cached',
-           'find_cases', 'detect_layout', 'list_cases', 'preprocess_dataset', 'preprocess_cli']
+__all__ = ['BRATS_LABELS', 'BRATS_LABEL_NAMES', 'CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels',
+           'decode_labels', 'find_case_files', 'read_volumes', 'read_brats_case', 'bounding_box', 'crop_to_box',
+           'preprocess_case', 'restore_label', 'write_label_nifti', 'save_cached', 'load_cached', 'find_cases']
 
 # %% ../nbs/01_data.ipynb #144f8a55
 BRATS_LABELS = (0, 1, 2, 4)  # raw BraTS label values; training class k is BRATS_LABELS[k]
 BRATS_LABEL_NAMES = ('background', 'necrotic core', 'edema', 'enhancing tumour')
-
-# %% ../nbs/01_data.ipynb #c1301284
-def make_test_case(case_dir,                      # folder to write; its name is the case name
-                   shape=(24, 28, 20),            # volume shape
-                   seed:int=0,                    # intensities and tumour place
-                   missing=(),                    # modalities whose file is not written
-                   zero=(),                       # modalities written as all-zero volumes
-                   labelled:bool=True,            # write the `_seg` file
-                   suffix:str='.nii.gz',          # '.nii.gz' or '.nii'
-                   modalities=BRATS_MODALITIES,
-                  )->Path:
-    "Write a small synthetic BraTS-layout case (4 modality files + seg) for examples and tests."
-    case_dir = Path(case_dir); case_dir.mkdir(parents=True, exist_ok=True); name = case_dir.name
-    rng = np.random.default_rng(seed)
-    g = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing='ij'))
-    c = np.array(shape, np.float32)[:, None, None, None] / 2
-    brain = (((g - c) / (0.36 * c * 2)) ** 2).sum(0) < 1
-    t = c + rng.uniform(-0.12, 0.12, (3, 1, 1, 1)) * c * 2
-    r = np.sqrt((((g - t) / (c * 2)) ** 2).sum(0))
-    label = np.select([r < 0.06, r < 0.10, r < 0.17], [1, 4, 2], 0).astype(np.uint8) * brain
-    affine = np.array([[-1.0, 0, 0, 90], [0, -1.2, 0, 120], [0, 0, 1.5, -70], [0, 0, 0, 1]])
-    tissue = {'flair': (1.0, .3, 2.2, .2), 't1ce': (1.2, .4, .6, 2.5), 't1': (1.5, .5, .8, .9), 't2': (.9, 2.5, 2.0, .6)}
-    for m in modalities:
-        if m in missing: continue
-        base, core, edema, rim = tissue.get(m, (1.0, 2.0, 1.5, 2.5))
-        v = np.choose(np.searchsorted([0, 1, 2, 4], label), [base, core, edema, rim]).astype(np.float32)
-        v = (v + rng.normal(0, 0.05, shape)) * brain * 100
-        if m in zero: v[:] = 0
-        nib.save(nib.Nifti1Image(v.astype(np.float32), affine), str(case_dir / f'{name}_{m}{suffix}'))
-    if labelled: nib.save(nib.Nifti1Image(label, affine), str(case_dir / f'{name}_seg{suffix}'))
-    return case_dir
 
 # %% ../nbs/01_data.ipynb #8e8c0c0f
 def is_nifti(path)->bool:
@@ -306,138 +272,3 @@ def find_cases(data_dir, modalities=BRATS_MODALITIES)->dict:
         if d.name in cases: raise ValueError(f"{data_dir}: case {d.name} found twice: {cases[d.name]} and {d}")
         cases[d.name] = d
     return cases
-
-def detect_layout(data_dir)->str:
-    "'cache' (our `.npz`), 'rfnet' (`vol/`), 'myops' (`*_C0.nii*` files) or 'brats' (case folders)."
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
-    if any(data_dir.glob('*.npz')): return 'cache'
-    if (data_dir / 'vol').is_dir(): return 'rfnet'
-    if any(nifti_stem(p).upper().endswith('_C0') for p in data_dir.rglob('*.nii*')): return 'myops'
-    return 'brats'
-
-def list_cases(data_dir, layout:str='auto')->list[str]:
-    "Sorted case names in a data or cache folder of any layout."
-    layout = detect_layout(data_dir) if layout == 'auto' else layout
-    d = Path(data_dir)
-    if layout == 'cache': return sorted(p.name[:-4] for p in d.glob('*.npz'))
-    if layout == 'rfnet': return sorted(p.name[:-8] for p in (d / 'vol').glob('*_vol.npy'))
-    if layout == 'myops':
-        from dmafnet.formats import find_myops_cases
-        return sorted(find_myops_cases(d))
-    if layout == 'brats': return sorted(find_cases(d))
-    raise ValueError(f"layout must be 'auto', 'cache', 'rfnet', 'myops' or 'brats', got {layout!r}")
-
-# %% ../nbs/01_data.ipynb #83585d14
-def _loader(layout, data_dir, min_size, keep_background, crop_size):
-    "name → preprocessed case, for a data folder of `layout`."
-    if layout == 'brats':
-        dirs = find_cases(data_dir)
-        return lambda n: preprocess_case(read_brats_case(dirs[n]), keep_background, min_size)
-    from dmafnet import formats
-    if layout == 'rfnet': return lambda n: formats.read_rfnet_case(data_dir, n)
-    if layout == 'myops':
-        files = formats.find_myops_cases(data_dir)
-        return lambda n: formats.preprocess_myops_case(formats.read_myops_case(files[n], n), crop_size)
-    raise ValueError(f"{data_dir}: cannot preprocess layout {layout!r} (expected 'brats', 'rfnet' or 'myops')")
-
-def _describe(case:dict)->dict:
-    box, lab = np.asarray(case['crop_box']), case.get('label')
-    d = {f'has_{m}': bool(a) for m, a in zip(case.get('modalities', BRATS_MODALITIES), case['availability'])}
-    return dict(d, labelled=lab is not None, n_foreground=int((lab != 0).sum()) if lab is not None else 0,
-                original_shape='x'.join(map(str, case['original_shape'])), shape='x'.join(map(str, box[:, 1] - box[:, 0])),
-                crop_box=' '.join(f'{a}:{b}' for a, b in box))
-
-def preprocess_dataset(data_dir,                # raw data: BraTS case folders, MyoPS files or RFNet's vol/seg
-                       cache_dir,               # where the `.npz` cache, cases.csv and the split go
-                       layout:str='auto',       # 'brats', 'rfnet', 'myops' or 'auto'
-                       names=None,              # only these cases (default: all found)
-                       min_size:int=128,        # smallest crop side (BraTS)
-                       keep_background:bool=False, # PASSION's −μ/σ background instead of 0
-                       crop_size:int=256,       # MyoPS in-plane centre crop
-                       overwrite:bool=False,    # redo cases (and the split) already in the cache
-                       split_seed:int|None=0,   # seeded split when none exists (None: write no split)
-                       compress:bool=True,      # compressed `.npz`
-                       verbose:bool=True,       # print the summary line
-                      )->pd.DataFrame:
-    "Preprocess every case of a data folder into `cache_dir`; return (and write to `cases.csv`) a per-case summary."
-    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    layout = detect_layout(data_dir) if layout == 'auto' else layout
-    found = list_cases(data_dir, layout)
-    load = _loader(layout, data_dir, min_size, keep_background, crop_size)
-    todo = found if names is None else list(names)
-    cache_dir.mkdir(parents=True, exist_ok=True); rows = []
-    for name in todo:
-        t0, path, row = time.perf_counter(), cache_dir / f'{name}.npz', dict(name=name, status='loaded', reason='')
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            try:
-                if name not in found: raise FileNotFoundError(f"{name}: not found in {data_dir} ({layout} layout)")
-                case = None
-                if path.exists() and not overwrite:
-                    try: case = load_cached(path, keys=[k for k in CACHE_KEYS if k != 'image']); row['status'] = 'cached'
-                    except ValueError as e: warnings.warn(f"{path}: damaged ({e.__cause__ or e}); preprocessing {name} again")
-                if case is None: case = load(name); save_cached(case, path, compress)
-                row.update(_describe(case))
-            except (ValueError, FileNotFoundError, OSError, KeyError) as e:
-                row.update(status='skipped', reason=str(e).replace('\n', ' '))
-        row['warnings'] = ' | '.join(str(w.message) for w in caught)
-        for w in caught: warnings.warn(str(w.message) if name in str(w.message) else f"{name}: {w.message}", w.category)
-        row['seconds'] = round(time.perf_counter() - t0, 3); rows.append(row)
-    df = pd.DataFrame(rows); df.to_csv(cache_dir / 'cases.csv', index=False)
-    ok = df[df.status != 'skipped'] if len(df) else df
-    note = _write_dataset_split(data_dir, cache_dir, ok, split_seed, overwrite)
-    skipped = df[df.status == 'skipped'] if len(df) else df
-    msg = (f"{len(ok)} of {len(df)} cases ready in {cache_dir} ({(df.status == 'loaded').sum() if len(df) else 0} preprocessed, "
-           f"{(df.status == 'cached').sum() if len(df) else 0} from an earlier run); skipped {len(skipped)}"
-           + ''.join(f"\n  {r.name}: {r.reason}" for r in skipped.itertuples()) + (f"\n{note}" if note else ''))
-    if len(skipped): warnings.warn(f"{len(skipped)} case(s) skipped: " + '; '.join(f"{r.name} ({r.reason})" for r in skipped.itertuples()))
-    if verbose: print(msg)
-    return df
-
-def _write_dataset_split(data_dir, cache_dir, ok, seed, overwrite)->str:
-    "Copy the data set's own split into the cache, or write a seeded one; say which."
-    from dmafnet.datasets import SPLITS, make_split, read_split, write_split
-    if seed is None or not len(ok): return ''
-    if any((cache_dir / f'{k}.txt').exists() for k in SPLITS) and not overwrite: return f"kept the split already in {cache_dir}"
-    labelled = ok[ok.labelled.astype(bool)].name.tolist()
-    try: split, how = read_split(data_dir), f"split copied as given from {data_dir}"
-    except FileNotFoundError: split, how = make_split(labelled, seed), f"seeded split (seed {seed}) of the {len(labelled)} labelled cases"
-    write_split(split, cache_dir)
-    from dmafnet.formats import canonical_name
-    have = {canonical_name(n) for n in ok.name}
-    absent = [n for v in split.values() for n in v if canonical_name(n) not in have]
-    if absent: warnings.warn(f"{cache_dir}: {len(absent)} case(s) of the split are not in the cache, e.g. {absent[:3]}")
-    return how + ': ' + ', '.join(f"{k} {len(v)}" for k, v in split.items())
-
-# %% ../nbs/01_data.ipynb #1a557c98
-@call_parse
-def preprocess_cli(data:Param("data folder: BraTS case folders, MyoPS files or RFNet's vol/seg", str, required=True)=None,
-                   out:Param("cache folder to write (npz per case, cases.csv, split)", str, required=True)=None,
-                   layout:str='auto',           # brats, rfnet, myops or auto
-                   min_size:int=128,            # smallest crop side (BraTS)
-                   keep_background:bool=False,  # keep PASSION's −μ/σ background instead of 0
-                   crop_size:int=256,           # MyoPS in-plane centre crop
-                   overwrite:bool=False,        # redo cases already cached
-                   split_seed:int=0,            # seed of the split written when the data have none
-                   uncompressed:bool=False,     # plain npz: ~2.5× the disk, ~10× faster to load
-                  ):
-    "Preprocess a data set into the on-disk cache used for training."
-    df = preprocess_dataset(data, out, layout=layout, min_size=min_size, keep_background=keep_background,
-                            crop_size=crop_size, overwrite=overwrite, split_seed=split_seed, compress=not uncompressed)
-    if not (df.status != 'skipped').any(): raise SystemExit(f"no case could be preprocessed from {data}")
-
-# %% ../nbs/01_data.ipynb #55842b6a
-_REEXPORTS = {'dmafnet.formats': ('canonical_name', 'resolve_names', 'rfnet_files', 'read_rfnet_case', 'MYOPS_LABELS',
-                                  'MYOPS_LABEL_NAMES', 'find_myops_cases', 'read_myops_case', 'centre_box',
-                                  'preprocess_myops_case', 'make_test_myops_case'),
-              'dmafnet.datasets': ('SPLITS', 'make_split', 'write_split', 'read_split', 'load_case', 'case_availability',
-                                   'random_crop', 'random_flip', 'random_rotate', 'intensity_jitter', 'Compose',
-                                   'train_transform', 'VolumeDataset', 'SliceDataset', 'show_case', 'slice_browser')}
-
-def __getattr__(name):
-    "Names of `dmafnet.formats` and `dmafnet.datasets`, importable from `dmafnet.data`."
-    import importlib
-    for mod, names in _REEXPORTS.items():
-        if name in names: return getattr(importlib.import_module(mod), name)
-    raise AttributeError(f"module 'dmafnet.data' has no attribute {name!r}")

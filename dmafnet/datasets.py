@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from .core import BRATS_MODALITIES, MYOPS_MODALITIES
-from .data import BRATS_LABEL_NAMES, crop_to_box, detect_layout, list_cases, load_cached
+from .data import BRATS_LABEL_NAMES, crop_to_box, load_cached
+from .formats import detect_layout, list_cases
 from .formats import MYOPS_LABEL_NAMES, read_rfnet_case, resolve_names
 
 # %% auto #0

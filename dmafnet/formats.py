@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 import numpy as np
-import nibabel as nib
 from .core import BRATS_MODALITIES, MYOPS_MODALITIES
-from .data import (BRATS_LABELS, encode_labels, is_nifti, nifti_stem, read_volumes, preprocess_case,
-                          make_test_case, read_brats_case)
+from .data import BRATS_LABELS, encode_labels, is_nifti, nifti_stem, read_volumes, preprocess_case, read_brats_case, find_cases
 
 # %% auto #0
-__all__ = ['MYOPS_LABELS', 'MYOPS_LABEL_NAMES', 'canonical_name', 'resolve_names', 'rfnet_files', 'read_rfnet_case',
-           'find_myops_cases', 'read_myops_case', 'centre_box', 'preprocess_myops_case', 'make_test_myops_case']
+__all__ = ['MYOPS_LABELS', 'MYOPS_LABEL_NAMES', 'LAYOUTS', 'canonical_name', 'resolve_names', 'rfnet_files', 'read_rfnet_case',
+           'find_myops_cases', 'read_myops_case', 'centre_box', 'preprocess_myops_case', 'detect_layout', 'list_cases',
+           'case_loader']
 
 # %% ../nbs/01b_formats.ipynb #2f92df3b
 def canonical_name(name:str)->str:
@@ -109,22 +108,40 @@ def preprocess_myops_case(raw:dict, crop_size:int=256)->dict:
     "Centre-crop every slice to `crop_size`², z-score each sequence, labels → classes 0..5."
     return preprocess_case(raw, keep_background=False, crop_box=centre_box(raw['image'].shape[1:], (crop_size, crop_size)))
 
-# %% ../nbs/01b_formats.ipynb #ab893417
-def make_test_myops_case(out_dir, name:str='myops_training_101', shape=(48, 40, 4), seed:int=0,
-                         missing=(), labelled:bool=True)->dict:
-    "Write a small synthetic MyoPS case (`<name>_{C0,DE,T2}.nii.gz`, label `<name>_gd.nii.gz`); return its files."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing='ij')
-    r = np.hypot(x - shape[0] * 0.55, y - shape[1] * 0.5) / min(shape[:2]); a = np.arctan2(y - shape[1] * .5, x - shape[0] * .55)
-    lab2 = np.select([r < 0.12, (r < 0.2) & (np.abs(a) < 0.5), (r < 0.2) & (np.abs(a) < 0.9), r < 0.2,
-                      np.hypot(x - shape[0] * 0.22, y - shape[1] * 0.5) / min(shape[:2]) < 0.13], [500, 2221, 1220, 200, 600], 0)
-    label = np.repeat(lab2[..., None], shape[2], 2).astype(np.uint16)
-    contrast = {'C0': {0: .4, 200: .3, 500: 1., 600: 1., 1220: .3, 2221: .3}, 'DE': {0: .3, 200: .15, 500: .6, 600: .6, 1220: .2, 2221: 1.},
-                'T2': {0: .35, 200: .3, 500: .5, 600: .5, 1220: .9, 2221: .5}}
-    affine = np.diag([1.4, 1.4, 8.0, 1.0])
-    for seq, lut in contrast.items():
-        if seq.lower() in missing: continue
-        v = np.vectorize(lut.get)(label).astype(np.float32) * 400 + rng.normal(0, 10, shape).astype(np.float32)
-        nib.save(nib.Nifti1Image(np.clip(v, 1, None), affine), str(out_dir / f'{name}_{seq}.nii.gz'))
-    if labelled: nib.save(nib.Nifti1Image(label, affine), str(out_dir / f'{name}_gd.nii.gz'))
-    return find_myops_cases(out_dir)[name]
+# %% ../nbs/01b_formats.ipynb #d1be43c5
+LAYOUTS = ('cache', 'rfnet', 'myops', 'brats')   # in the order `detect_layout` tries them
+
+def detect_layout(data_dir)->str:
+    "'cache' (our `.npz`), 'rfnet' (`vol/`), 'myops' (`*_C0.nii*` files) or 'brats' (case folders)."
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
+    if any(data_dir.glob('*.npz')): return 'cache'
+    if (data_dir / 'vol').is_dir(): return 'rfnet'
+    if any(nifti_stem(p).upper().endswith('_C0') for p in data_dir.rglob('*.nii*')): return 'myops'
+    return 'brats'
+
+def list_cases(data_dir, layout:str='auto')->list[str]:
+    "Sorted case names in a data or cache folder of any layout."
+    layout = detect_layout(data_dir) if layout == 'auto' else layout
+    d = Path(data_dir)
+    if layout == 'cache': return sorted(p.name[:-4] for p in d.glob('*.npz'))
+    if layout == 'rfnet': return sorted(p.name[:-8] for p in (d / 'vol').glob('*_vol.npy'))
+    if layout == 'myops': return sorted(find_myops_cases(d))
+    if layout == 'brats': return sorted(find_cases(d))
+    raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+
+def case_loader(layout:str,              # 'brats', 'rfnet' or 'myops' (a cache needs no loading)
+                data_dir,                # the data folder
+                min_size:int=128,        # smallest crop side (BraTS)
+                keep_background:bool=False, # PASSION's −μ/σ background instead of 0 (BraTS)
+                crop_size:int=256,       # in-plane centre crop (MyoPS)
+               ):
+    "name → preprocessed case, for a data folder of `layout`."
+    if layout == 'brats':
+        dirs = find_cases(data_dir)
+        return lambda n: preprocess_case(read_brats_case(dirs[n]), keep_background, min_size)
+    if layout == 'rfnet': return lambda n: read_rfnet_case(data_dir, n)
+    if layout == 'myops':
+        files = find_myops_cases(data_dir)
+        return lambda n: preprocess_myops_case(read_myops_case(files[n], n), crop_size)
+    raise ValueError(f"{data_dir}: cannot preprocess layout {layout!r} (expected 'brats', 'rfnet' or 'myops')")

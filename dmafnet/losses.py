@@ -17,7 +17,7 @@ def _fp(x:torch.Tensor)->torch.Tensor:
 # %% auto #0
 __all__ = ['modality_names', 'one_hot', 'weighted_ce', 'soft_dice', 'segmentation_loss', 'label_segmentation_loss', 'covariance',
            'CovarianceAlignment', 'local_attention_mask', 'AttentionAlignment', 'soft_memberships', 'prototypes',
-           'prototype_loss', 'kl_distillation', 'feature_distance', 'DMAFCriterion', 'synthetic_output']
+           'prototype_loss', 'kl_distillation', 'feature_distance', 'DMAFCriterion']
 
 # %% ../nbs/06_losses.ipynb #034b3e2c
 def modality_names(n_modalities:int,      # how many modalities
@@ -334,27 +334,3 @@ class DMAFCriterion(nn.Module):
         a = avail.float(); multi = a * (avail.sum(1, keepdim=True) > 1)
         mean = lambda x, w: (x * w).sum(0) / w.sum(0)   # 0/0 → NaN → key dropped
         return {'gap': mean(gap, multi), 'rp': mean(fac['rp'], multi), 'gate': mean(fac['gate_raw'], a)}
-
-# %% ../nbs/06_losses.ipynb #954bbfe3
-def synthetic_output(availability:torch.Tensor, # B×M bool
-                     n_classes:int=4,            # K
-                     size:tuple=(32, 32),        # S, full resolution (divisible by 16)
-                     channels:int=16,            # C of the deepest features
-                     requires_grad:bool=True,    # make the tensors leaves that collect gradients
-                     generator=None,             # a torch.Generator for reproducible tensors
-                    )->NetOutput:
-    "A random `NetOutput` with the network contract's shapes (for tests; missing modalities are zero)."
-    a = torch.as_tensor(availability).bool(); B, M = a.shape
-    r = lambda *shape: torch.randn(*shape, generator=generator)
-    expand = lambda x: a.view(B, M, *[1] * (x.ndim - 2))
-    deep = [r(B, n_classes, *[s // 2 ** l for s in size]) for l in range(1, 5)]
-    out = NetOutput(logits=r(B, n_classes, *size), deep_logits=deep,
-                    modality_logits=r(B, M, n_classes, *size), availability=a,
-                    modality_features=r(B, M, channels, *[s // 16 for s in size]),
-                    fused_features=r(B, channels, *[s // 16 for s in size]))
-    out.modality_logits = out.modality_logits * expand(out.modality_logits)
-    out.modality_features = out.modality_features * expand(out.modality_features)
-    if requires_grad:
-        for t in [out.logits, *out.deep_logits, out.modality_logits, out.modality_features, out.fused_features]:
-            t.requires_grad_()
-    return out

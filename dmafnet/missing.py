@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 from fastcore.script import call_parse, Param
 from .core import BRATS_MODALITIES, MYOPS_MODALITIES
+from .formats import list_cases
 
 # %% auto #0
 __all__ = ['PASSION_ORDER', 'COLUMNS', 'subsets', 'subset_names', 'subset_id', 'pos_mask_ids', 'parse_setting', 'setting_name',
            'check_rates', 'expected_counts', 'imbalanced_masks', 'mask_array', 'modality_counts', 'mask_dict',
-           'parse_mask', 'write_mask_csv', 'read_mask_csv', 'find_reference', 'plot_availability', 'plot_subset_counts',
-           'sample_pdt', 'read_case_names', 'masks_cli']
+           'parse_mask', 'write_mask_csv', 'read_mask_csv', 'plot_availability', 'plot_subset_counts', 'sample_pdt',
+           'read_case_names', 'masks_cli']
 
 # %% ../nbs/03_missing.ipynb #d361bb76
 _BRATS_SUBSETS = (  # RFNet/PASSION's order, channel order (flair, t1ce, t1, t2)
@@ -273,16 +274,6 @@ def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
     df.attrs['path'] = str(path)
     return df
 
-# %% ../nbs/03_missing.ipynb #7820d87a
-def find_reference(start:str|Path|None=None # a folder inside the checkout (default: the current one)
-                  )->Path|None:
-    "PASSION's reference files (`shared/reference/passion` beside the checkout), or None where absent."
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        cand = d / 'shared' / 'reference' / 'passion'
-        if cand.is_dir(): return cand
-    return None
-
 # %% ../nbs/03_missing.ipynb #7caae6a4
 def _as_tables(tables:dict|pd.DataFrame)->dict:
     "{setting: mask table}, from such a dict or from one table (named by its `setting` attribute)."
@@ -350,7 +341,6 @@ def read_case_names(cases:str|Path # a text file (one name per line, '#' comment
     "Case names from a list file or from the sub-folders of a data folder (sorted; hidden and '_' folders skipped)."
     p = Path(cases)
     if p.is_dir():
-        from dmafnet.data import list_cases                   # the cases `dmafnet-preprocess` would find
         names = list_cases(p)
         if not names:                                         # no images yet: the sub-folders are the cases …
             subs = sorted(d for d in p.iterdir() if d.is_dir() and d.name[0] not in '._')

@@ -4,9 +4,8 @@
 
 # %% ../nbs/08_train.ipynb #0937df40
 from __future__ import annotations
-import argparse, errno, inspect, json, math, os, socket, sys, time, uuid, warnings, weakref
+import argparse, errno, json, math, os, socket, sys, time, uuid, warnings, weakref
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -14,12 +13,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import default_device, seed_everything, in_test
+from .core import seed_everything
 from .config import TrainConfig, PRESETS, preset, load_config, save_config, parse_overrides
 from .checkpoint import save_checkpoint, load_checkpoint, rng_state, set_rng_state, to_plain
-from .traindata import RunData, prepare_data, EpochBatches, SeededSamples
-from .trainparts import (build_model, build_criterion, build_dtm, load_model, resolve_precision, init_distributed,
-                                autocast, validate, summarise_validation, _pad16)
+from .traindata import prepare_data, EpochBatches, SeededSamples
+from .datasets import VolumeDataset, SliceDataset, train_transform
+from .network import pad_to_multiple
+from .inference import autocast
+from .trainparts import build_model, build_criterion, build_dtm, resolve_precision, init_distributed, validate, summarise_validation
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'RunFolderBusy', 'RunLock', 'NonFiniteLoss', 'CheckpointError', 'Trainer', 'train', 'train_parser',
@@ -137,7 +138,6 @@ class Trainer:
         if self.main: self.data = prepare_data(cfg)
         self._barrier()
         if not self.main: self.data = prepare_data(cfg)
-        from dmafnet.data import VolumeDataset, SliceDataset, train_transform
         ds = SliceDataset if cfg.spatial_dims == 2 else VolumeDataset
         avail = self.data.availability if cfg.missing == 'idt' else None
         self.train_set = ds(self.data.cache, self.data.train, availability=avail, patch_size=cfg.patch_size,
@@ -269,7 +269,7 @@ def _to_device(self:Trainer, batch:dict):
     dev = self.device
     image, label = batch['image'].to(dev, non_blocking=True), batch['label'].to(dev, non_blocking=True).long()
     if self.cfg.patch_size is None:
-        image, _ = _pad16(image); label = _pad16(label[:, None])[0][:, 0]
+        image, _ = pad_to_multiple(image); label = pad_to_multiple(label[:, None])[0][:, 0]
     if self.cfg.channels_last and dev.type == 'cuda':
         image = image.contiguous(memory_format=torch.channels_last if image.ndim == 4 else torch.channels_last_3d)
     return image, batch['availability'].to(dev, non_blocking=True).bool(), label

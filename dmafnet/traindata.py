@@ -12,6 +12,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from .config import TrainConfig
+from .datasets import load_case, make_split, read_split, write_split
+from .preprocess import preprocess_dataset
+from .formats import detect_layout, list_cases, resolve_names
+from .phantom import make_phantom
+from .missing import imbalanced_masks, read_mask_csv, write_mask_csv, mask_dict, sample_pdt
 
 # %% auto #0
 __all__ = ['RunData', 'resolve_cache', 'resolve_split', 'resolve_masks', 'check_data', 'prepare_data', 'EpochBatches', 'seeded',
@@ -40,20 +45,17 @@ def _file_availability(cache:Path, name:str, modalities:tuple, table:pd.DataFram
     cols = [f'has_{m}' for m in modalities]
     if len(table) and set(cols) <= set(table.columns) and name in set(table['name']):
         return table.set_index('name').loc[name, cols].to_numpy(bool)
-    from dmafnet.data import load_case
     return np.asarray(load_case(cache, name)['availability'], bool)
 
 def _shape(cache:Path, name:str, table:pd.DataFrame)->tuple:
     "Spatial shape of a cached case (cases.csv's `shape`, else the label array)."
     if len(table) and 'shape' in table.columns and name in set(table['name']):
         return tuple(int(s) for s in str(table.set_index('name').loc[name, 'shape']).split('x'))
-    from dmafnet.data import load_case
     return tuple(load_case(cache, name)['image'].shape[1:])
 
 def resolve_cache(cfg:TrainConfig # the run's configuration
                  )->Path:
     "The preprocessed cache of the run: generate the phantom and/or preprocess raw data where needed."
-    from dmafnet.data import preprocess_dataset, detect_layout
     out = Path(cfg.out)/'data'
     if cfg.data is not None and detect_layout(cfg.data) == 'cache': return Path(cfg.data)
     cache = Path(cfg.cache) if cfg.cache is not None else out/'cache'
@@ -63,7 +65,6 @@ def resolve_cache(cfg:TrainConfig # the run's configuration
         if cfg.dataset != 'brats':
             raise ValueError(f"config field 'data': the {cfg.dataset!r} data set must be given (only the BraTS-like "
                              "phantom is generated when 'data' is empty)")
-        from dmafnet.phantom import make_phantom
         raw = out/'raw'
         if len(list(raw.glob('*/*_seg.nii*'))) < cfg.phantom_cases:
             make_phantom(raw, n_cases=cfg.phantom_cases, seed=cfg.phantom_seed, spacing=cfg.phantom_spacing)
@@ -75,7 +76,6 @@ def resolve_cache(cfg:TrainConfig # the run's configuration
 # %% ../nbs/08c_traindata.ipynb #d042d51e
 def resolve_split(cfg:TrainConfig, cache:Path)->tuple[list, list]:
     "(train, val) case names: from `split`, else the cache's own split, else a seeded one written to <out>/data/split."
-    from dmafnet.data import make_split, read_split, write_split, list_cases, resolve_names
     names = list_cases(cache)
     if cfg.split is not None: split, where = read_split(cfg.split), 'split'
     elif (cache/'train.txt').is_file(): split, where = read_split(cache), 'data'
@@ -94,7 +94,6 @@ def resolve_split(cfg:TrainConfig, cache:Path)->tuple[list, list]:
 def resolve_masks(cfg:TrainConfig, train:list)->pd.DataFrame|None:
     "The IDT mask table of the training cases (None under PDT or full): read, or drawn and written."
     if cfg.missing != 'idt': return None
-    from dmafnet.missing import imbalanced_masks, read_mask_csv, write_mask_csv
     if cfg.mask_csv is not None:
         try: return read_mask_csv(cfg.mask_csv, n_modalities=cfg.n_modalities)
         except ValueError as e: raise ValueError(f"config field 'mask_csv': {e}") from None
@@ -126,13 +125,11 @@ def check_data(cfg:TrainConfig, rd:RunData)->None:
 def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved against `cfg.out`)
                 )->RunData:
     "Cache, split and masks of a run (made where missing), checked against the configuration."
-    from dmafnet.data import resolve_names
     cache = resolve_cache(cfg)
     train, val = resolve_split(cfg, cache)
     masks = resolve_masks(cfg, train)
     table, availability = _case_table(cache), {}
     if masks is not None:
-        from dmafnet.missing import mask_dict
         mdict = mask_dict(masks)
         try: keys = resolve_names(train, list(mdict), context=f"config field '{'mask_csv' if cfg.mask_csv else 'setting'}': "
                                                             f"training cases without a mask")
@@ -203,7 +200,6 @@ class SeededSamples(Dataset):
         with seeded(seed):
             item = dict(self.dataset[index])
             if self.pdt:
-                from dmafnet.missing import sample_pdt
                 avail = torch.as_tensor(item['availability'], dtype=torch.bool)
                 keep = torch.as_tensor(np.asarray(sample_pdt(np.random.default_rng(seed), len(avail)), bool)) & avail
                 if keep.any():

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08d_trainparts.ipynb #d0b45e54
 from __future__ import annotations
-import contextlib, inspect, os, warnings
+import inspect, os, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,10 +14,16 @@ from torch import nn
 from .core import default_device
 from .config import TrainConfig
 from .checkpoint import load_checkpoint
+from .network import DMAFNet
+from .losses import DMAFCriterion
+from .dtm import DTM
+from .missing import subsets
+from .metrics import dice, region_mask
+from .inference import predict_subsets, inference_settings
 
 # %% auto #0
-__all__ = ['build_model', 'build_criterion', 'build_dtm', 'load_model', 'resolve_precision', 'autocast', 'init_distributed',
-           'val_masks', 'predict_logits', 'validate', 'summarise_validation']
+__all__ = ['build_model', 'build_criterion', 'build_dtm', 'load_model', 'resolve_precision', 'init_distributed', 'val_masks',
+           'validate', 'summarise_validation']
 
 # %% ../nbs/08d_trainparts.ipynb #f5516d7c
 def _check_kwargs(fn, kwargs:dict, field:str):
@@ -31,14 +37,12 @@ def _check_kwargs(fn, kwargs:dict, field:str):
 def build_model(cfg:TrainConfig # the run's configuration
                )->nn.Module:
     "The `DMAFNet` a configuration describes (fresh weights, from the global torch generator)."
-    from dmafnet.network import DMAFNet
     _check_kwargs(DMAFNet.__init__, cfg.model_kwargs, 'model_kwargs')
     return DMAFNet(n_modalities=cfg.n_modalities, n_classes=cfg.n_classes, spatial_dims=cfg.spatial_dims,
                    base_width=cfg.base_width, fusion=cfg.fusion, **cfg.model_kwargs)
 
 def build_criterion(cfg:TrainConfig, model:nn.Module)->nn.Module:
     "The `DMAFCriterion` of a configuration, sized to `model`'s deepest features."
-    from dmafnet.losses import DMAFCriterion
     _check_kwargs(DMAFCriterion.__init__, cfg.loss_kwargs, 'loss_kwargs')
     kw = dict(modalities=cfg.modalities, **cfg.loss_kwargs)
     return DMAFCriterion(n_classes=cfg.n_classes, n_modalities=cfg.n_modalities,
@@ -48,7 +52,6 @@ def build_dtm(cfg:TrainConfig, availability:dict|None=None # training case → b
              ):
     "The run's `DTM` (None when `cfg.dtm` is off); ω from the training cases' availability."
     if not cfg.dtm: return None
-    from dmafnet.dtm import DTM
     _check_kwargs(DTM.__init__, cfg.dtm_kwargs, 'dtm_kwargs')
     kw = dict(modalities=cfg.modalities, **cfg.dtm_kwargs)
     if availability: return DTM.from_masks(np.stack([np.asarray(a, bool) for a in availability.values()]), **kw)
@@ -73,10 +76,6 @@ def resolve_precision(precision:str, device:torch.device)->torch.dtype|None:
         warnings.warn(f"precision {precision!r} on CPU: autocast there is much slower than fp32")
     return {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
 
-def autocast(device:torch.device, dtype:torch.dtype|None):
-    "Autocast to `dtype` on `device`, or nothing when `dtype` is None (float32)."
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
 def init_distributed(cfg:TrainConfig)->tuple[int, int, torch.device]:
     "(rank, world size, device); starts the process group when run under torchrun with WORLD_SIZE > 1."
     world = int(os.environ.get('WORLD_SIZE', 1))
@@ -95,70 +94,24 @@ def val_masks(cfg:TrainConfig)->list[tuple[str, tuple]]:
     if cfg.val_subsets is None:
         masks = [tuple(True for _ in mods)] + [tuple(i == j for j in range(len(mods))) for i in range(len(mods))]
     else:
-        from dmafnet.missing import subsets
         all_ = subsets(len(mods))
         masks = [tuple(m in s.split('+') or s == 'all' for m in mods) if isinstance(s, str) else tuple(all_[s])
                  for s in cfg.val_subsets]
     return [('+'.join(m for m, a in zip(mods, mask) if a) if not all(mask) else 'all', mask) for mask in masks]
 
-def _pad16(x:torch.Tensor)->tuple[torch.Tensor, tuple]:
-    "Zero-pad the spatial axes of B×C×S… up to multiples of 16; return the padded tensor and the original size."
-    size = x.shape[2:]
-    pad = [p for s in reversed(size) for p in (0, (-s) % 16)]
-    return (nn.functional.pad(x, pad) if any(pad) else x), tuple(size)
-
-@torch.no_grad()
-def predict_logits(model:nn.Module,         # a DMAFNet (2D or 3D)
-                   image:torch.Tensor,      # M×H×W×D one case (missing channels already zero)
-                   availability:torch.Tensor, # (M,) bool
-                   patch_size:tuple|None,   # 3D sliding-window size (None: the whole volume at once)
-                   spatial_dims:int=3,      # 2: whole axial slices (last axis), in batches
-                   batch:int=4,             # windows (3D) or slices (2D) per forward pass
-                   overlap:float=0.25,      # sliding-window overlap (3D)
-                   amp_dtype=None,          # autocast dtype on CUDA
-                  )->torch.Tensor:
-    "K×H×W×D logits of one case; 2D slices without any signal are left at 0 (background after argmax)."
-    device = next(model.parameters()).device
-    avail = availability.to(device).view(1, -1)
-    def net(t):
-        t, size = _pad16(t)
-        with autocast(device, amp_dtype):
-            z = model(t, avail.expand(t.shape[0], -1), modality_logits=False).logits.float()
-        return z[(..., *[slice(0, s) for s in size])]
-    if spatial_dims == 3:
-        x = image.to(device)[None]
-        if patch_size is None: return net(x)[0]
-        from monai.inferers import sliding_window_inference
-        return sliding_window_inference(x, patch_size, batch, net, overlap=overlap, mode='gaussian')[0]
-    slices = image.to(device).permute(3, 0, 1, 2)
-    todo = slices.flatten(1).ne(0).any(1).nonzero().flatten()
-    out = None
-    for i in range(0, len(todo), batch):
-        idx = todo[i:i + batch]; z = net(slices[idx])
-        if out is None: out = z.new_zeros(z.shape[1], *image.shape[1:])
-        out[..., idx] = z.permute(1, 2, 3, 0)
-    return out if out is not None else torch.zeros(1, *image.shape[1:], device=device)
-
 def validate(model:nn.Module, dataset, cfg:TrainConfig, amp_dtype=None, epoch:int|None=None)->pd.DataFrame:
-    "Dice per case, subset and region on (at most `cfg.val_cases`) cases of `dataset`."
-    from dmafnet.metrics import dice, region_mask
-    was_training = model.training; model.eval()
-    rows = []
+    "Dice per case, subset and region on (at most `cfg.val_cases`) cases of `dataset`, inferred as evaluation infers."
+    settings, rows = inference_settings(cfg), []
     for i in range(min(len(dataset), cfg.val_cases)):
         item = dataset[i]
-        label = np.asarray(item['label'])
-        files = torch.as_tensor(item['availability'], dtype=torch.bool)
-        for name, mask in val_masks(cfg):
-            a = torch.tensor(mask) & files
-            if not a.any(): continue
-            image = item['image'] * a.view(-1, *[1] * (item['image'].ndim - 1)).to(item['image'].dtype)
-            pred = predict_logits(model, image, a, cfg.patch_size, cfg.spatial_dims,
-                                  2 * cfg.batch_size if cfg.spatial_dims == 3 else max(8, 2 * cfg.batch_size),
-                                  amp_dtype=amp_dtype).argmax(0).cpu().numpy()
-            row = dict(epoch=epoch, case=item['name'], subset=name)
-            row.update({r: dice(region_mask(pred, labels), region_mask(label, labels)) for r, labels in cfg.regions.items()})
-            rows.append(row)
-    model.train(was_training)
+        label, files = np.asarray(item['label']), np.asarray(item['availability'], bool)
+        todo = [(name, np.asarray(mask, bool) & files) for name, mask in val_masks(cfg)]
+        todo = [(name, a) for name, a in todo if a.any()]           # subsets the case cannot form are skipped
+        probs = predict_subsets(model, item['image'], [a for _, a in todo], amp_dtype=amp_dtype, **settings)
+        for (name, _), prob in zip(todo, probs):
+            pred = prob.argmax(0).cpu().numpy()
+            rows.append(dict(epoch=epoch, case=item['name'], subset=name,
+                             **{r: dice(region_mask(pred, labels), region_mask(label, labels)) for r, labels in cfg.regions.items()}))
     return pd.DataFrame(rows)
 
 def summarise_validation(df:pd.DataFrame, regions)->dict:

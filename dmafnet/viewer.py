@@ -13,10 +13,13 @@ from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from fastcore.basics import patch
 from .datasets import _np, _label_names
-from .evaluate import predict_subsets, load_eval_case
+from .evaluate import load_eval_case, find_split
+from .inference import predict_subsets
 from .missing import subset_id, subset_names
 from .viz import default_modalities, busiest_slice, show_prediction, show_attention
-from .viz import predict_slice, attention_volume, slice_dice
+from .viz import predict_slice, slice_dice
+from .formats import resolve_names, list_cases
+from .trainparts import load_model
 
 # %% auto #0
 __all__ = ['case_sources', 'has_maps', 'Viewer', 'run_cache']
@@ -26,9 +29,7 @@ def case_sources(cases,          # a data/cache folder, a list of case dicts or 
                  names=None,     # keep only these case names (e.g. a test split), in this order
                 )->OrderedDict:
     "Case name → a function loading that preprocessed case (nothing is loaded yet)."
-    from dmafnet.formats import resolve_names
     if isinstance(cases, (str, Path)):
-        from dmafnet.data import list_cases
         root = Path(cases)
         if not root.is_dir(): raise FileNotFoundError(f"{root}: no such data or cache folder")
         found = list_cases(root)
@@ -160,14 +161,13 @@ def outputs(self:Viewer)->dict:
     z, sid, a = self.z, self.subset_id, self.available.copy()
     if self.spatial_dims == 2:
         def compute():
-            probs, maps = predict_slice(self.model, self.image[..., z], a, self.patch_size)
+            probs, maps = predict_slice(self.model, self.image[..., z], a, self.patch_size, self.overlap)
             return probs.argmax(0).astype(np.uint8), maps
         pred, maps = self._cached((self.case_name, sid, z), compute)
     else:
         def compute():
-            probs = predict_subsets(self.model, self.image, [a], patch_size=self.patch_size, overlap=self.overlap)[0]
-            maps = attention_volume(self.model, self.image, a, self.patch_size, self.overlap) if self.has_maps else None
-            return probs.argmax(0).to(torch.uint8).cpu().numpy(), maps
+            (probs,), (maps,) = predict_subsets(self.model, self.image, [a], patch_size=self.patch_size, overlap=self.overlap, maps=True)
+            return probs.argmax(0).to(torch.uint8).cpu().numpy(), None if maps is None else maps.cpu().numpy()
         pred, maps = self._cached((self.case_name, sid), compute)
         pred, maps = pred[..., z], (None if maps is None else maps[..., z])
     return dict(case=self.case_name, z=z, subset_id=sid, subset=self.subset_name, availability=a,
@@ -281,8 +281,6 @@ def from_checkpoint(cls:Viewer, checkpoint,   # a checkpoint written by `train` 
                     device='cpu',       # where the model runs
                     **kwargs):          # further `Viewer` options
     "A viewer on a trained run: its model, training patch, modality names and the cases of `split`."
-    from dmafnet.train import load_model
-    from dmafnet.evaluate import find_split
     model, config = load_model(checkpoint, device=device)
     data = Path(data) if data is not None else run_cache(config, checkpoint)
     try: names = find_split(split, data, config, checkpoint)

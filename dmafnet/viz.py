@@ -6,18 +6,18 @@
 from __future__ import annotations
 import numpy as np
 import torch
-import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES, check_availability
+from .core import BRATS_MODALITIES, MYOPS_MODALITIES
 from .datasets import _np, _label_names
 from .dmaf import resize_maps
 from .metrics import dice, region_mask, regions_for
+from .inference import predict_subsets
 
 # %% auto #0
 __all__ = ['label_colours', 'default_modalities', 'busiest_slice', 'show_prediction', 'show_attention', 'predict_slice',
-           'attention_volume', 'slice_dice']
+           'slice_dice']
 
 # %% ../nbs/10_viz.ipynb #b7acb1fc
 def label_colours(n_classes:int=4 # K classes, background included
@@ -145,58 +145,18 @@ def show_attention(att_maps,                # M×H×W(×D) DMAF maps (image or c
     return fig
 
 # %% ../nbs/10_viz.ipynb #924a0c5e
-def _ceil16(n:int)->int: return -(-int(n) // 16) * 16
-
-@torch.no_grad()
 def predict_slice(model,                    # a 2D `DMAFNet`
                   image,                    # M×H×W slice (numpy or torch)
                   availability,             # (M,) bool: the modalities the model may use
-                  patch_size=None,          # the training patch (H, W): pad at least to it; None: to a multiple of 16
+                  patch_size=None,          # the training patch (H, W); None: the slice, padded to a multiple of 16
+                  overlap:float=0.5,        # window overlap where the slice is larger than the patch
                  )->tuple:
-    "One forward pass on one slice: class probabilities K×H×W and DMAF maps M×H×W (None for a model without maps)."
-    dev = next(model.parameters()).device
-    x = torch.as_tensor(_np(image), dtype=torch.float32, device=dev)[None]
-    a = check_availability(torch.as_tensor(np.asarray(_np(availability), bool)), model.n_modalities, 1, 'predict_slice').to(dev)
-    size = tuple(x.shape[2:])
-    if len(size) != 2 or model.spatial_dims != 2:
-        raise ValueError(f"predict_slice: needs a 2D model and an M×H×W slice, got a {model.spatial_dims}D model and shape {tuple(x.shape[1:])}")
-    patch = tuple(patch_size) if patch_size is not None else (0, 0)
-    if len(patch) != 2: raise ValueError(f"predict_slice: patch_size {patch} needs 2 entries")
-    target = [max(_ceil16(s), _ceil16(p)) for s, p in zip(size, patch)]
-    x = F.pad(x, [0, target[1] - size[1], 0, target[0] - size[0]])
-    was_training = model.training; model.eval()
-    try: out = model(x, a, modality_logits=False)
-    finally: model.train(was_training)
-    crop = (0, slice(None), slice(0, size[0]), slice(0, size[1]))
-    probs = out.logits.float().softmax(1)[crop].cpu().numpy()
-    maps = None if out.attention is None else resize_maps(out.attention.float(), x.shape[2:])[crop].cpu().numpy()
-    return probs, maps
-
-# %% ../nbs/10_viz.ipynb #99ca973e
-@torch.no_grad()
-def attention_volume(model,                # a `DMAFNet` with DMAF fusion
-                     image,                # M×S… one case (numpy or torch), S… as the model's spatial_dims
-                     availability,         # (M,) bool: the modalities the model may use
-                     patch_size=None,      # window size; None: the whole case (padded to a multiple of 16)
-                     overlap:float=0.5,    # window overlap
-                     mode:str='constant',  # window blending ('constant' or 'gaussian')
-                    ):
-    "DMAF maps M×S… of a whole case: each window's maps upsampled to the window and blended (None without maps)."
-    from monai.inferers import sliding_window_inference
-    dev, M = next(model.parameters()).device, model.n_modalities
-    a = check_availability(torch.as_tensor(np.asarray(_np(availability), bool)), M, 1, 'attention_volume').to(dev)
-    x = torch.as_tensor(_np(image), dtype=torch.float32)[None]
-    if x.ndim - 2 != model.spatial_dims: raise ValueError(f"attention_volume: a {model.spatial_dims}D model needs an M×S… image with {model.spatial_dims} spatial axes, got {tuple(x.shape[1:])}")
-    roi = tuple(int(p) for p in patch_size) if patch_size is not None else tuple(_ceil16(s) for s in x.shape[2:])
-    without = []
-    def predictor(win):
-        out = model(win, a.expand(len(win), -1), modality_logits=False)
-        if out.attention is None: without.append(True); return win.new_zeros(len(win), M, *win.shape[2:])
-        return resize_maps(out.attention.float(), win.shape[2:])
-    was_training = model.training; model.eval()
-    try: maps = sliding_window_inference(x, roi, 1, predictor, overlap=overlap, mode=mode, sw_device=dev, device=dev)[0]
-    finally: model.train(was_training)
-    return None if without else maps.cpu().numpy()
+    "Class probabilities K×H×W and DMAF maps M×H×W (None for a model without maps) of one slice, as numpy."
+    if model.spatial_dims != 2 or np.ndim(_np(image)) != 3:
+        raise ValueError(f"predict_slice: needs a 2D model and an M×H×W slice, got a {model.spatial_dims}D model and shape {tuple(np.shape(_np(image)))}")
+    probs, maps = predict_subsets(model, _np(image), [np.asarray(_np(availability), bool)], patch_size=patch_size,
+                                  overlap=overlap, maps=True)
+    return probs[0].cpu().numpy(), None if maps[0] is None else maps[0].cpu().numpy()
 
 # %% ../nbs/10_viz.ipynb #9bf61ac3
 def slice_dice(pred, label, n_classes:int)->dict:
@@ -205,11 +165,3 @@ def slice_dice(pred, label, n_classes:int)->dict:
     try: regions = regions_for(n_classes)
     except ValueError: return {}
     return {r: dice(region_mask(pred, v), region_mask(label, v)) for r, v in regions.items()}
-
-# %% ../nbs/10_viz.ipynb #7acb038d
-def __getattr__(name):
-    "`Viewer` and its helpers, importable from `dmafnet.viz`."
-    if name in ('Viewer', 'case_sources', 'has_maps', 'run_cache'):
-        import importlib
-        return getattr(importlib.import_module('dmafnet.viewer'), name)
-    raise AttributeError(f"module 'dmafnet.viz' has no attribute {name!r}")

@@ -3,10 +3,12 @@ import csv, json, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, nibabel as nib, pandas as pd, pytest, torch
 from dmafnet.core import BRATS_MODALITIES, seed_everything
-from dmafnet.data import (make_test_case, read_brats_case, preprocess_case, restore_label, write_label_nifti,
-                          save_cached, load_cached, preprocess_dataset, list_cases, preprocess_cli)
-from dmafnet.formats import (make_test_myops_case, find_myops_cases, read_myops_case,
-                             preprocess_myops_case, canonical_name)
+from dmafnet.testing import make_test_case
+from dmafnet.data import read_brats_case, preprocess_case, restore_label, write_label_nifti, save_cached, load_cached
+from dmafnet.preprocess import preprocess_dataset, preprocess_cli
+from dmafnet.formats import list_cases
+from dmafnet.testing import make_test_myops_case
+from dmafnet.formats import find_myops_cases, read_myops_case, preprocess_myops_case, canonical_name
 from dmafnet.datasets import VolumeDataset, SliceDataset, read_split, make_split, train_transform, load_case
 
 BIN = Path(sys.executable).parent

@@ -92,7 +92,7 @@ def phantom(tmp_path_factory):
 def checkpoint(tmp_path_factory):
     "A checkpoint of an untrained tiny 3D DMAF-Net (base width 4, 32³ windows), written the way training writes it."
     from dmafnet.config import preset
-    from dmafnet.train import build_model
+    from dmafnet.trainparts import build_model
     from dmafnet.checkpoint import save_checkpoint
     from dmafnet.core import seed_everything
     d = tmp_path_factory.mktemp('run')
@@ -108,8 +108,9 @@ def _run(*args, timeout=600):
     return r
 
 def test_encode_once_matches_full_forward(phantom, checkpoint):
-    from dmafnet.train import load_model
-    from dmafnet.evaluate import predict_subsets, load_eval_case
+    from dmafnet.trainparts import load_model
+    from dmafnet.evaluate import load_eval_case
+    from dmafnet.inference import predict_subsets
     model, cfg = load_model(checkpoint)
     image = load_eval_case(phantom[1][0])['image'][:, 1:49, 13:45, 8:40]   # 48×32×32 of the brain: 2 windows
     masks, kw = subsets(4), dict(patch_size=(32, 32, 32), overlap=0.5)

@@ -4,8 +4,8 @@ import pytest, torch
 import torch.nn.functional as F
 from dmafnet.core import NetOutput
 from dmafnet.losses import (one_hot, weighted_ce, soft_dice, segmentation_loss, label_segmentation_loss, covariance, CovarianceAlignment,
-                            AttentionAlignment, soft_memberships, prototype_loss, kl_distillation, feature_distance,
-                            DMAFCriterion, synthetic_output)
+                            AttentionAlignment, soft_memberships, prototype_loss, kl_distillation, feature_distance, DMAFCriterion)
+from dmafnet.testing import synthetic_output
 from dmafnet.dtm import DTM
 
 AVAIL = {'single': [[1, 0, 0, 0], [0, 0, 0, 1]],

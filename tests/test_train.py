@@ -19,7 +19,7 @@ def one_thread():
 def cache(tmp_path_factory):
     "A tiny preprocessed phantom: 6 cases at 4 mm (50×59×48), split 3/1/2."
     from dmafnet.phantom import make_phantom
-    from dmafnet.data import preprocess_dataset
+    from dmafnet.preprocess import preprocess_dataset
     d = tmp_path_factory.mktemp('phantom')
     make_phantom(d/'raw', n_cases=6, seed=0, spacing=4.0)
     preprocess_dataset(d/'raw', d/'cache', verbose=False)
@@ -149,7 +149,7 @@ def test_disk_full_while_checkpointing(cache, tmp_path, monkeypatch, capsys):
 def test_damaged_cache_file_is_named(cache, tmp_path, capsys):
     "A truncated or corrupted case file: training and evaluation name it and say to rerun dmafnet-preprocess."
     import shutil
-    from dmafnet.data import read_split
+    from dmafnet.datasets import read_split
     from dmafnet.evaluate import load_eval_case
     from dmafnet.train import train, train_cli
     def named(msg, f): return f"{f}: not a readable dmafnet cache file" in msg and 'rerun `dmafnet-preprocess' in msg
@@ -166,7 +166,7 @@ def test_damaged_cache_file_is_named(cache, tmp_path, capsys):
         f = broken/f'{n}.npz'; b = bytearray(f.read_bytes()); b[len(b) // 3:len(b) // 3 + 64] = bytes(64); f.write_bytes(b)
     with pytest.raises(ValueError) as e: load_eval_case(f)
     assert named(str(e.value), f), e.value
-    from dmafnet.data import VolumeDataset
+    from dmafnet.datasets import VolumeDataset
     assert len(VolumeDataset(broken, names)) == len(names)               # their directories read: found only on loading
     args = ['--data', str(broken), '--out', str(tmp_path/'run2'), '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2',
             'steps_per_epoch=2', 'epochs=1', 'workers=1', 'val_every=0', 'progress=false']
@@ -242,7 +242,7 @@ def test_config_errors_name_the_field(cache, tmp_path):
     with pytest.raises(ValueError, match="'setting'"): train(tiny(cache, tmp_path/'s', setting='mr24'))
     # a mask table keeping only t2 for every case, and one case whose t2 file is absent
     import shutil
-    from dmafnet.data import read_split
+    from dmafnet.datasets import read_split
     broken = tmp_path/'cache'; shutil.copytree(cache, broken)
     cases = pd.read_csv(broken/'cases.csv'); train_names = read_split(broken)['train']
     cases.loc[cases.name == train_names[0], 'has_t2'] = False; cases.to_csv(broken/'cases.csv', index=False)

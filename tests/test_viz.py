@@ -120,7 +120,7 @@ def test_mean_fusion_has_a_note():
 def test_from_checkpoint_of_a_run(tmp_path, monkeypatch):
     "A tiny phantom run trained with relative paths, opened from another working directory."
     from dmafnet.phantom import make_phantom
-    from dmafnet.data import preprocess_dataset
+    from dmafnet.preprocess import preprocess_dataset
     from dmafnet.config import preset
     from dmafnet.train import train
     work = tmp_path / 'work'; work.mkdir(); monkeypatch.chdir(work)
@@ -134,7 +134,7 @@ def test_from_checkpoint_of_a_run(tmp_path, monkeypatch):
     v = Viewer.from_checkpoint(ckpt, split='all')
     assert v.names == sorted(p.name[:-4] for p in (work / 'cache').glob('*.npz'))
     assert v.patch_size == (32, 32) and v.modalities == ('flair', 't1ce', 't1', 't2')
-    from dmafnet.train import load_model
+    from dmafnet.trainparts import load_model
     assert run_cache(load_model(ckpt)[1], ckpt).resolve() == (work / 'cache').resolve()   # relative paths, other cwd
     v.widget(); png = v.controls['picture'].value
     v.controls['flair'].value = False
