@@ -144,9 +144,9 @@ class DTM:
 
     def step(self, gap:torch.Tensor,      # B×M gaps D (detached; ignored where missing)
              availability:torch.Tensor,    # B×M bool
-             update:bool=True,             # add to the epoch statistics (False e.g. for validation)
+             update:bool=True,             # add this batch to the epoch statistics now (False: `record` them later)
             )->dict[str, torch.Tensor]:
-        "Per-iteration RP and gates; the B×M factors `omega`, `gate`, `beta` (1 where switched off), `rp`, `gate_raw`."
+        "Per-iteration RP and gates: the B×M factors `omega`, `gate`, `beta` (1 where switched off), `rp`, `gate_raw`, and the batch's 5×M `stats`."
         gap = gap.detach().float()
         a = torch.as_tensor(availability, device=gap.device).bool() & gap.isfinite()  # a NaN gap must not reach β
         self._to(gap.device)
@@ -156,11 +156,16 @@ class DTM:
         multi = a & (n_av > 1)
         rp = torch.where(multi & (mean > 0), 1 - gap / mean.clamp_min(1e-30), 0.)
         gate = (multi & (gap > mean)) | (a & (n_av == 1) & (not self.strict_passion))
-        if update:
-            self._stats += torch.stack([a.sum(0), gate.sum(0), multi.sum(0), (gap * multi).sum(0), (rp * multi).sum(0)]).float()
+        stats = torch.stack([a.sum(0), gate.sum(0), multi.sum(0), (gap * multi).sum(0), (rp * multi).sum(0)]).float()
+        if update: self.record(stats)
         ones, g = torch.ones_like(gap), gate.float()
         return dict(omega=self.omega.expand_as(gap) if self.use_omega else ones, gate=g if self.use_gate else ones,
-                    beta=self.beta.expand_as(gap) if self.use_beta else ones, rp=rp, gate_raw=g)
+                    beta=self.beta.expand_as(gap) if self.use_beta else ones, rp=rp, gate_raw=g, stats=stats)
+
+    def record(self, stats:torch.Tensor # 5×M batch statistics (`step(...)['stats']`, rows `STAT_ROWS`)
+              ):
+        "Add one batch to this epoch's statistics (the trainer does so after a step whose loss and gradients were finite)."
+        self._to(stats.device); self._stats += stats
 
     def epoch_stats_tensor(self)->torch.Tensor:
         "The live 5×M accumulator of this epoch (rows `STAT_ROWS`, all sums): all-reduce it (SUM) across ranks."

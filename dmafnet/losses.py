@@ -17,7 +17,7 @@ def _fp(x:torch.Tensor)->torch.Tensor:
 # %% auto #0
 __all__ = ['modality_names', 'one_hot', 'weighted_ce', 'soft_dice', 'segmentation_loss', 'label_segmentation_loss', 'covariance',
            'CovarianceAlignment', 'local_attention_mask', 'AttentionAlignment', 'soft_memberships', 'prototypes',
-           'prototype_loss', 'kl_distillation', 'feature_distance', 'DMAFCriterion']
+           'prototype_loss', 'kl_distillation', 'feature_distance', 'CriterionLog', 'DMAFCriterion']
 
 # %% ../nbs/06_losses.ipynb #034b3e2c
 def modality_names(n_modalities:int,      # how many modalities
@@ -212,6 +212,10 @@ def feature_distance(student:torch.Tensor, # P×C×S_L... student features
     return (_fp(student) - _fp(teacher.detach())).pow(2).flatten(1).mean(1)
 
 # %% ../nbs/06_losses.ipynb #28ccbfab
+class CriterionLog(dict):
+    "The criterion's named components (floats), with the batch's DTM statistics as `dtm_stats` (None without a DTM)."
+    def __init__(self, *args, dtm_stats=None, **kw): super().__init__(*args, **kw); self.dtm_stats = dtm_stats
+
 class DMAFCriterion(nn.Module):
     "DMAF-Net's training loss (SPEC §3): segmentation on every head + CCA, MAA and prototype distillation, DTM-weighted."
     def __init__(self, n_classes:int,           # K
@@ -306,7 +310,7 @@ class DMAFCriterion(nn.Module):
         if dtm is None: omega = gate = beta = torch.ones(len(b), device=z.device)
         else:
             gap = torch.zeros(avail.shape, device=z.device).index_put_((b, m), raw[gap_kind].detach())
-            fac = dtm.step(gap, avail, update=self.training)
+            fac = dtm.step(gap, avail, update=False)
             omega, gate, beta = (fac[k][b, m] for k in ('omega', 'gate', 'beta'))
             stats = self._dtm_stats(gap, fac, avail)
         weights = {'unimodal': self.lambda_uni * omega * gate * beta, 'cca': self.lambda_cov * omega * beta,
@@ -322,7 +326,7 @@ class DMAFCriterion(nn.Module):
         if stats is not None:
             names += list(stats); values += list(stats.values())
         flat = torch.cat([v.float().reshape(-1) for v in values]).tolist()   # one device sync
-        log = {}
+        log = CriterionLog(dtm_stats=None if dtm is None else fac['stats'])
         for name, v in zip(names, values): 
             n = v.numel(); chunk, flat = flat[:n], flat[n:]
             if n == 1: log[name] = chunk[0]

@@ -278,7 +278,6 @@ def _to_device(self:Trainer, batch:dict):
 def train_step(self:Trainer, batch:dict)->dict|None:
     "One optimiser step on `batch`; the loss parts, or None when the step was skipped (non-finite)."
     image, avail, label = self._to_device(batch)
-    dtm_before = self.dtm.epoch_stats_tensor().clone() if self.dtm is not None else None
     with autocast(self.device, self.amp_dtype):
         total, parts = self.objective(image, avail, label, self.dtm)
     finite = torch.isfinite(total.detach()).float().reshape(1)
@@ -293,7 +292,6 @@ def train_step(self:Trainer, batch:dict)->dict|None:
     self.optimiser.zero_grad(set_to_none=True)
     ok = finite.item() == 1 and (norm is None or math.isfinite(norm) or self.scaler.is_enabled())
     if not ok:
-        if dtm_before is not None: self.dtm.epoch_stats_tensor().copy_(dtm_before)
         self.nonfinite_total += 1; self.nonfinite_run += 1
         _add(self.sums, 'nonfinite', 1)
         if self.nonfinite_run >= self.cfg.max_nonfinite:
@@ -303,6 +301,7 @@ def train_step(self:Trainer, batch:dict)->dict|None:
                                 f"{self.ckpt_dir/'last.pt'}")
         return None
     self.nonfinite_run = 0
+    if self.dtm is not None: self.dtm.record(parts.dtm_stats)   # the criterion computed them; a finite step records them
     parts = {'loss': float(total.detach()), **{k: float(v) for k, v in parts.items() if k != 'total'}}
     if math.isfinite(norm): parts['grad_norm'] = norm   # (an fp16 overflow step: the scaler skipped it)
     for k, v in parts.items(): _add(self.sums, k, v)

@@ -4,7 +4,8 @@ import numpy as np, pandas as pd
 import pytest, torch
 import torch.nn as nn
 from dmafnet.dtm import DTM, STAT_ROWS, availability_table, omega_from_counts
-from dmafnet.losses import DMAFCriterion, synthetic_output
+from dmafnet.losses import DMAFCriterion
+from dmafnet.testing import synthetic_output
 
 ALL4 = torch.ones(2, 4, dtype=torch.bool)
 
@@ -195,15 +196,17 @@ def test_apply_grad_scaling_needs_the_method():
     assert torch.equal(w.module.k, torch.ones(2))
 
 
-def test_criterion_feeds_dtm_only_in_training_mode():
+def test_criterion_computes_and_the_caller_records():
+    "The criterion never changes the monitor; its parts carry the batch's statistics for the trainer to record."
     a = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 1]]).bool()
     out = synthetic_output(a, requires_grad=False)
     crit = DMAFCriterion(4, 4, 16, 2, maa_heads=4)
     dtm = DTM(4)
-    crit(out, torch.randint(0, 4, (2, 32, 32)), dtm)
+    _, parts = crit(out, torch.randint(0, 4, (2, 32, 32)), dtm)
+    assert dtm.epoch_stats_tensor().sum() == 0 and parts.dtm_stats.shape == (len(STAT_ROWS), 4)
+    dtm.record(parts.dtm_stats)
     assert dtm.epoch_stats_tensor()[0].tolist() == [2., 1., 1., 1.]
-    crit.eval(); crit(out, torch.randint(0, 4, (2, 32, 32)), dtm)
-    assert dtm.epoch_stats_tensor()[0].tolist() == [2., 1., 1., 1.]
+    assert crit(out, torch.randint(0, 4, (2, 32, 32)))[1].dtm_stats is None     # without a DTM
 
 
 @pytest.mark.parametrize('gap', ['proto', 'cca', 'maa', 'feature'])
