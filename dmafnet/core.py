@@ -10,12 +10,26 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'NetOutput', 'check_availability', 'default_device', 'seed_everything',
-           'in_test']
+__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'modality_names', 'NetOutput',
+           'check_availability', 'default_device', 'seed_everything', 'in_test']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
 MYOPS_MODALITIES = ('c0', 'de', 't2')
+BRATS_LABELS = (0, 1, 2, 4)                    # raw BraTS label values; training class k is BRATS_LABELS[k]
+MYOPS_LABELS = (0, 200, 500, 600, 1220, 2221)  # raw MyoPS label values of training classes 0..5
+
+def modality_names(n_modalities:int,      # how many modalities (channels)
+                   modalities=None,        # explicit names, or None to pick by count
+                  )->tuple[str, ...]:
+    "The given names, else BraTS's (4 channels) or MyoPS's (3), else `m0, m1, …`: the one fallback of the package."
+    if modalities is not None:
+        if len(modalities) != n_modalities:
+            raise ValueError(f"{len(modalities)} modality names {tuple(modalities)} for {n_modalities} modalities")
+        return tuple(str(m) for m in modalities)
+    if n_modalities == len(BRATS_MODALITIES): return BRATS_MODALITIES
+    if n_modalities == len(MYOPS_MODALITIES): return MYOPS_MODALITIES
+    return tuple(f'm{i}' for i in range(n_modalities))
 
 # %% ../nbs/00_core.ipynb #b8a093b2
 @dataclass

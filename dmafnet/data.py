@@ -8,15 +8,14 @@ import os, warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from .core import BRATS_MODALITIES
+from .core import BRATS_MODALITIES, BRATS_LABELS
 
 # %% auto #0
-__all__ = ['BRATS_LABELS', 'BRATS_LABEL_NAMES', 'CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels',
-           'decode_labels', 'find_case_files', 'read_volumes', 'read_brats_case', 'bounding_box', 'crop_to_box',
+__all__ = ['BRATS_LABEL_NAMES', 'CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels', 'decode_labels',
+           'find_case_files', 'read_volumes', 'read_brats_case', 'bounding_box', 'crop_to_box', 'uncrop',
            'preprocess_case', 'restore_label', 'write_label_nifti', 'save_cached', 'load_cached', 'find_cases']
 
 # %% ../nbs/01_data.ipynb #144f8a55
-BRATS_LABELS = (0, 1, 2, 4)  # raw BraTS label values; training class k is BRATS_LABELS[k]
 BRATS_LABEL_NAMES = ('background', 'necrotic core', 'edema', 'enhancing tumour')
 
 # %% ../nbs/01_data.ipynb #8e8c0c0f
@@ -159,6 +158,14 @@ def crop_to_box(a:np.ndarray, box, fill=0)->np.ndarray:
     out[(Ellipsis, *dst)] = a[(Ellipsis, *src)]
     return out
 
+def uncrop(a:np.ndarray, box, shape, fill=0)->np.ndarray:
+    "The inverse of `crop_to_box`: `a` (…×crop) placed back into a volume of `shape` (its trailing axes), `fill` elsewhere."
+    box = np.asarray(box); k = len(box)
+    out = np.full(a.shape[:a.ndim - k] + tuple(int(s) for s in shape), fill, a.dtype)
+    src, dst = _box_slices(box, tuple(int(s) for s in shape))
+    out[(Ellipsis, *src)] = a[(Ellipsis, *dst)]
+    return out
+
 # %% ../nbs/01_data.ipynb #0c2b36be
 def preprocess_case(raw:dict,                   # from `read_brats_case` (or another reader)
                     keep_background:bool=False, # keep PASSION's −μ/σ background instead of 0
@@ -198,9 +205,7 @@ def restore_label(label,   # predicted classes on the crop (numpy or torch), 0..
     if label.shape != tuple(box[:, 1] - box[:, 0]):
         raise ValueError(f"{meta.get('name')}: label shape {label.shape} differs from the crop box {tuple(box[:, 1] - box[:, 0])}")
     values = tuple(int(v) for v in meta.get('label_values', BRATS_LABELS))
-    raw = decode_labels(label, values); full = np.zeros(shape, raw.dtype)
-    src, dst = _box_slices(box, shape); full[src] = raw[dst]
-    return full
+    return uncrop(decode_labels(label, values), box, shape)
 
 def write_label_nifti(label,    # predicted classes on the crop
                       meta:dict, # the preprocessed case it belongs to

@@ -12,7 +12,7 @@ from scipy import ndimage
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES
+from .core import modality_names
 from .data import BRATS_LABEL_NAMES, crop_to_box, load_cached
 from .formats import detect_layout, list_cases
 from .formats import MYOPS_LABEL_NAMES, read_rfnet_case, resolve_names
@@ -265,7 +265,7 @@ def show_case(case:dict,          # image M×H×W(×D), optional label, availabi
     "Plot each modality of one axial slice with the label overlaid; return the figure."
     img, lab = _np(case['image']), _np(case.get('label'))
     if lab is not None and (lab < 0).all(): lab = None
-    M = len(img); mods = modalities or case.get('modalities') or (BRATS_MODALITIES if M == 4 else MYOPS_MODALITIES if M == 3 else [f'channel {i}' for i in range(M)])
+    M = len(img); mods = modality_names(M, modalities or case.get('modalities'))
     avail = _np(case.get('availability')); avail = img.reshape(M, -1).any(1) if avail is None else avail.astype(bool)
     if img.ndim == 4:
         if z is None: z = int(np.argmax((lab > 0).sum((0, 1)))) if lab is not None and (lab > 0).any() else int(np.argmax((img != 0).sum((0, 1, 2))))

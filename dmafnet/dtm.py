@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .losses import modality_names
+from .core import modality_names
 from .missing import parse_mask
 
 # %% auto #0

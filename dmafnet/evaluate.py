@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse, Param
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES, default_device
+from .core import BRATS_MODALITIES, default_device, modality_names
 from .missing import subsets, subset_names
 from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
-from .data import load_cached, read_brats_case, preprocess_case, restore_label, write_label_nifti
+from .data import load_cached, read_brats_case, preprocess_case, restore_label, write_label_nifti, uncrop
 from .formats import detect_layout, list_cases, case_loader, resolve_names
 from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
@@ -39,12 +39,8 @@ def formable_subsets(availability,          # (M,) bool: which modalities the ca
 def _subset_columns(mask, modalities)->dict: return {m: bool(v) for m, v in zip(modalities, mask)}
 
 def case_modalities(case:dict)->tuple:
-    "The case's modality names (its `modalities`, else BraTS's for 4 channels, MyoPS's for 3)."
-    if case.get('modalities') is not None: return tuple(str(m) for m in case['modalities'])
-    n = len(case['availability'])
-    if n == len(BRATS_MODALITIES): return BRATS_MODALITIES
-    if n == len(MYOPS_MODALITIES): return MYOPS_MODALITIES
-    raise ValueError(f"{case.get('name')}: {n} modalities and no `modalities` names")
+    "The case's modality names: its `modalities`, else by count (`dmafnet.core.modality_names`)."
+    return modality_names(len(case['availability']), case.get('modalities'))
 
 def evaluate_case(model,                          # the network
                   case:dict,                      # preprocessed case: image, label, availability, spacing, name
@@ -157,17 +153,6 @@ def evaluate(model,                          # the network (eval mode is set dur
     return Evaluation(pd.DataFrame(rows), cases_df, modalities, settings)
 
 # %% ../nbs/09_evaluate.ipynb #1ad10711
-def _uncrop(a:np.ndarray, box, shape, fill:float=0.)->np.ndarray:
-    "Place `a` (…×crop) back into a volume of `shape` (trailing axes) at `box`, `fill` elsewhere."
-    box = np.asarray(box); k = len(box)
-    out = np.full(a.shape[:a.ndim - k] + tuple(int(s) for s in shape), fill, a.dtype)
-    src, dst = [], []
-    for (lo, hi), n in zip(box, shape):
-        lo_, hi_ = max(int(lo), 0), min(int(hi), int(n))
-        src.append(slice(lo_, hi_)); dst.append(slice(lo_ - lo, hi_ - lo))
-    out[(Ellipsis, *src)] = a[(Ellipsis, *dst)]
-    return out
-
 def predict_case(model,                          # the network
                  case,                           # a BraTS case folder, a cache `.npz`, or a preprocessed case dict
                  out:str|Path|None=None,         # write the label map here (`.nii.gz`)
@@ -186,7 +171,7 @@ def predict_case(model,                          # the network
     if out is not None: write_label_nifti(label, case, out)
     if probabilities is not None:
         import nibabel as nib
-        p = _uncrop(prob.cpu().numpy().astype(np.float32), case['crop_box'], case['original_shape'])
+        p = uncrop(prob.cpu().numpy().astype(np.float32), case['crop_box'], case['original_shape'])
         p[0] += (p.sum(0) == 0)                         # outside the crop: background, probability 1
         path = Path(probabilities); path.parent.mkdir(parents=True, exist_ok=True)
         nib.save(nib.Nifti1Image(np.moveaxis(p, 0, -1), np.asarray(case['affine'], np.float64)), str(path))
@@ -229,7 +214,7 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
                  split:str='test',            # 'test', 'val', 'train' or 'all'
                  cases:int=0,                 # evaluate at most this many cases (0: all)
                  subset_ids:str='',           # comma-separated subset ids to score ('': all)
-                 patch:str=None,              # window size, e.g. 80,80,80 (default: the training patch)
+                 patch:str=None,              # window size, e.g. 80,80,80 (default: the training patch in 3D, whole slices in 2D)
                  overlap:float=None,          # window overlap (default 0.5)
                  mode:str='constant',         # window blending: constant or gaussian
                  subset_batch:int=0,          # subsets decoded per call (0: automatic, by window size)
@@ -264,7 +249,7 @@ def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str
                 case:Param("case folder with any of the modality files (or a cache .npz)", str, required=True)=None,
                 out:Param("output label map (.nii.gz): original geometry, raw label values", str, required=True)=None,
                 probabilities:str=None,       # also write class probabilities (4D .nii.gz) here
-                patch:str=None,               # window size (default: the training patch)
+                patch:str=None,               # window size (default: the training patch in 3D, whole slices in 2D)
                 overlap:float=None,           # window overlap (default 0.5)
                 et_min_volume:float=None,     # ET post-processing threshold in mm³ (default: off)
                 device:str='auto',            # auto, cpu, cuda, …

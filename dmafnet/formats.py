@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 import numpy as np
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES
-from .data import BRATS_LABELS, encode_labels, is_nifti, nifti_stem, read_volumes, preprocess_case, read_brats_case, find_cases
+from .core import BRATS_MODALITIES, MYOPS_MODALITIES, BRATS_LABELS, MYOPS_LABELS
+from .data import encode_labels, is_nifti, nifti_stem, read_volumes, preprocess_case, read_brats_case, find_cases
 
 # %% auto #0
-__all__ = ['MYOPS_LABELS', 'MYOPS_LABEL_NAMES', 'LAYOUTS', 'canonical_name', 'resolve_names', 'rfnet_files', 'read_rfnet_case',
+__all__ = ['MYOPS_LABEL_NAMES', 'LAYOUTS', 'canonical_name', 'resolve_names', 'rfnet_files', 'read_rfnet_case',
            'find_myops_cases', 'read_myops_case', 'centre_box', 'preprocess_myops_case', 'detect_layout', 'list_cases',
            'case_loader']
 
@@ -73,7 +73,6 @@ def read_rfnet_case(root,                       # the folder holding vol/ and se
                 label_values=np.array(BRATS_LABELS, np.int64), modalities=tuple(modalities))
 
 # %% ../nbs/01b_formats.ipynb #832486dc
-MYOPS_LABELS = (0, 200, 500, 600, 1220, 2221)  # raw values of classes 0..5
 MYOPS_LABEL_NAMES = ('background', 'LV myocardium', 'LV blood pool', 'RV blood pool', 'edema', 'scar')
 _MYOPS_KEYS = {'C0': 'c0', 'DE': 'de', 'T2': 't2', 'GD': 'label'}
 

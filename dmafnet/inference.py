@@ -29,9 +29,9 @@ def inference_settings(config=None,      # a training configuration (its `patch_
                        patch=None,       # the window: a tuple, or text such as '80,80,80' / '80x80x80'; None: the config's
                        overlap:float|None=None, # window overlap; None: 0.5
                       )->dict:
-    "`patch_size` and `overlap` for `predict_subsets`: what is given, else the training patch and 50 % overlap."
+    "`patch_size` and `overlap` for `predict_subsets`: what is given, else the training patch (3D) or whole slices (2D), and 50 % overlap."
     if isinstance(patch, str): patch = tuple(int(v) for v in patch.replace('x', ',').split(','))
-    ps = getattr(config, 'patch_size', None) if patch is None else patch
+    ps = (getattr(config, 'patch_size', None) if getattr(config, 'spatial_dims', 3) == 3 else None) if patch is None else patch
     return dict(patch_size=None if ps is None else tuple(int(p) for p in ps), overlap=0.5 if overlap is None else float(overlap))
 
 def autocast(device:torch.device, dtype:torch.dtype|None):
@@ -70,6 +70,8 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
         raise ValueError(f"predict_subsets: a {sd}D model needs an M×{'×'.join('S' * sd)} image"
                          f"{' (or M×H×W×D, run slice by slice)' if sd == 2 else ''}, got shape {tuple(x.shape)}")
     x = x.permute(3, 0, 1, 2) if slices else x[None]
+    keep = x.flatten(1).ne(0).any(1) if slices and mask_background else None  # slices with signal; the rest is background
+    if keep is not None and (keep.all() or not keep.any()): keep = None
     if patch_size is not None and len(patch_size) != sd:
         raise ValueError(f"predict_subsets: patch_size {tuple(patch_size)} needs {sd} entries for a {sd}D model")
     try: roi = window_size(x.shape[2:], patch_size)
@@ -105,10 +107,14 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
         else: att = [resize_maps(m.float(), win.shape[2:]) for m in att]
         return tuple(probs) + tuple(att)
     try:
-        out = sliding_window_inference(x, roi, sw, predictor, overlap=overlap, mode=mode, sw_device=dev, device=dev)
+        out = sliding_window_inference(x if keep is None else x[keep], roi, sw, predictor, overlap=overlap, mode=mode,
+                                       sw_device=dev, device=dev)
     finally:
         model.train(was_training)
     out = (out,) if torch.is_tensor(out) else tuple(out)
+    if keep is not None:                                            # the skipped slices back, as zeros
+        k = keep.to(out[0].device)
+        out = tuple(o.new_zeros(len(k), *o.shape[1:]).index_put_((k,), o) for o in out)
     out = [o.permute(1, 2, 3, 0) if slices else o[0] for o in out]
     probs, att = out[:len(masks)], out[len(masks):]
     if mask_background:

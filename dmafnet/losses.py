@@ -8,29 +8,16 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import NetOutput, check_availability, BRATS_MODALITIES, MYOPS_MODALITIES
+from .core import NetOutput, check_availability, modality_names
 
 def _fp(x:torch.Tensor)->torch.Tensor:
     "Half-precision tensors (AMP) upcast to float32 for the loss arithmetic; float32/float64 kept."
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 # %% auto #0
-__all__ = ['modality_names', 'one_hot', 'weighted_ce', 'soft_dice', 'segmentation_loss', 'label_segmentation_loss', 'covariance',
+__all__ = ['one_hot', 'weighted_ce', 'soft_dice', 'segmentation_loss', 'label_segmentation_loss', 'covariance',
            'CovarianceAlignment', 'local_attention_mask', 'AttentionAlignment', 'soft_memberships', 'prototypes',
            'prototype_loss', 'kl_distillation', 'feature_distance', 'CriterionLog', 'DMAFCriterion']
-
-# %% ../nbs/06_losses.ipynb #034b3e2c
-def modality_names(n_modalities:int,      # how many modalities
-                   modalities=None,        # explicit names, or None to pick by count
-                  )->tuple[str,...]:
-    "The given names, BraTS's (4) or MyoPS's (3) by count, else `m0, m1, …`."
-    if modalities is not None:
-        if len(modalities) != n_modalities:
-            raise ValueError(f"{len(modalities)} modality names {tuple(modalities)} for {n_modalities} modalities")
-        return tuple(str(m) for m in modalities)
-    if n_modalities == len(BRATS_MODALITIES): return BRATS_MODALITIES
-    if n_modalities == len(MYOPS_MODALITIES): return MYOPS_MODALITIES
-    return tuple(f'm{i}' for i in range(n_modalities))
 
 # %% ../nbs/06_losses.ipynb #6401fb89
 def one_hot(label:torch.Tensor, # B×S... integer class indices

@@ -9,14 +9,11 @@ import numpy as np
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['BRATS_RAW_LABELS', 'MYOPS_RAW_LABELS', 'BRATS_REGIONS', 'MYOPS_REGIONS', 'BRATS_EMPTY_HD95', 'EMPTY_CONVENTIONS',
-           'PROTOCOLS', 'region_mask', 'regions_for', 'dice', 'surface_distances', 'hd95', 'postprocess_et',
-           'et_min_voxels', 'Protocol', 'get_protocol', 'score_case']
+__all__ = ['BRATS_REGIONS', 'MYOPS_REGIONS', 'BRATS_EMPTY_HD95', 'EMPTY_CONVENTIONS', 'PROTOCOLS', 'region_mask', 'regions_for',
+           'dice', 'surface_distances', 'hd95', 'postprocess_et', 'et_min_voxels', 'Protocol', 'get_protocol',
+           'score_case']
 
 # %% ../nbs/09a_metrics.ipynb #70e3e430
-BRATS_RAW_LABELS = (0, 1, 2, 4)                      # raw BraTS value of training label i
-MYOPS_RAW_LABELS = (0, 200, 500, 600, 1220, 2221)    # raw MyoPS value of training label i
-
 BRATS_REGIONS = {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)}
 MYOPS_REGIONS = {'scar': (5,), 'scar+edema': (4, 5), 'LV myo': (1, 4, 5), 'LV': (2,), 'RV': (3,)}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse, Param
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES
+from .core import BRATS_MODALITIES, modality_names
 from .formats import list_cases
 
 # %% auto #0
@@ -33,19 +33,12 @@ def subsets(n_modalities:int=4 # how many modalities the data set has
     pats = [p for p in itertools.product((False, True), repeat=n_modalities) if any(p)]
     return sorted(pats, key=lambda p: (sum(p), sum(b << (n_modalities - 1 - i) for i, b in enumerate(p))))
 
-def _modality_names(n_modalities:int, modalities=None)->tuple:
-    "The modality names for `n_modalities` channels: given, BraTS (4), MyoPS (3), else m0, m1, …"
-    if modalities is not None:
-        if len(modalities) != n_modalities:
-            raise ValueError(f"{len(modalities)} modality names {tuple(modalities)} for {n_modalities} modalities")
-        return tuple(modalities)
-    return {4: BRATS_MODALITIES, 3: MYOPS_MODALITIES}.get(n_modalities, tuple(f'm{i}' for i in range(n_modalities)))
 
 def subset_names(n_modalities:int=4, # how many modalities
                  modalities=None,    # their names in channel order (default: BraTS for 4, MyoPS for 3)
                 )->list[str]:
     "The subsets' names in id order: the present modalities joined by '+', in channel order; 'all' for all."
-    mods = _modality_names(n_modalities, modalities)
+    mods = modality_names(n_modalities, modalities)
     return ['all' if all(s) else '+'.join(m for m, b in zip(mods, s) if b) for s in subsets(n_modalities)]
 
 # %% ../nbs/03_missing.ipynb #96009939
@@ -181,7 +174,7 @@ def modality_counts(df:pd.DataFrame, # a mask table
                    )->pd.Series:
     "How many cases have each modality available (`N_m`), indexed by modality name."
     a = mask_array(df)
-    return pd.Series(a.sum(0), index=list(_modality_names(a.shape[1], modalities)), name='available')
+    return pd.Series(a.sum(0), index=list(modality_names(a.shape[1], modalities)), name='available')
 
 def mask_dict(df:pd.DataFrame # a mask table
              )->dict[str, np.ndarray]:

@@ -14,9 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from fastcore.basics import patch
 from .datasets import _np, _label_names
 from .evaluate import load_eval_case, find_split
-from .inference import predict_subsets
+from .inference import predict_subsets, inference_settings
 from .missing import subset_id, subset_names
-from .viz import default_modalities, busiest_slice, show_prediction, show_attention
+from .core import modality_names
+from .viz import busiest_slice, show_prediction, show_attention
 from .viz import predict_slice, slice_dice
 from .formats import resolve_names, list_cases
 from .trainparts import load_model
@@ -64,13 +65,13 @@ class Viewer:
                  cases,                        # a cache/data folder, a list of case dicts or files, or {name: case}
                  names=None,                   # only these cases of `cases` (e.g. the test split)
                  modalities=None,              # channel names (default: by channel count)
-                 patch_size=None,              # the training patch: 3D sliding window; 2D: pad slices at least to it
+                 patch_size=None,              # sliding window (3D: the training patch); None: the whole volume / slice
                  overlap:float=0.5,            # 3D sliding-window overlap
                  cache_size:int=8,             # predictions kept (per case × subset in 3D)
                  dpi:int=80,                   # resolution of the rendered figure
                 ):
         self.model, self.spatial_dims, self.n_modalities = model.eval(), model.spatial_dims, model.n_modalities
-        self.modalities = tuple(modalities) if modalities is not None else default_modalities(self.n_modalities)
+        self.modalities = modality_names(self.n_modalities, modalities)
         if len(self.modalities) != self.n_modalities:
             raise ValueError(f"Viewer: {len(self.modalities)} modality names for a model with {self.n_modalities} modalities")
         self.sources = case_sources(cases, names); self.names = list(self.sources)
@@ -285,5 +286,5 @@ def from_checkpoint(cls:Viewer, checkpoint,   # a checkpoint written by `train` 
     data = Path(data) if data is not None else run_cache(config, checkpoint)
     try: names = find_split(split, data, config, checkpoint)
     except FileNotFoundError: names = None
-    kwargs = dict(dict(modalities=config.modalities, patch_size=config.patch_size), **kwargs)
+    kwargs = dict(dict(modalities=config.modalities, **inference_settings(config)), **kwargs)
     return cls(model, data, names=names, **kwargs)

@@ -9,28 +9,20 @@ import torch
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES
+from .core import BRATS_MODALITIES, modality_names
 from .datasets import _np, _label_names
 from .dmaf import resize_maps
 from .metrics import dice, region_mask, regions_for
 from .inference import predict_subsets
 
 # %% auto #0
-__all__ = ['label_colours', 'default_modalities', 'busiest_slice', 'show_prediction', 'show_attention', 'predict_slice',
-           'slice_dice']
+__all__ = ['label_colours', 'busiest_slice', 'show_prediction', 'show_attention', 'predict_slice', 'slice_dice']
 
 # %% ../nbs/10_viz.ipynb #b7acb1fc
 def label_colours(n_classes:int=4 # K classes, background included
                  )->ListedColormap:
     "The label colours of `dmafnet.datasets.show_case` (tab10 from class 1 on); draw with vmin=0.5, vmax=K-0.5."
     return ListedColormap(plt.cm.tab10.colors[:n_classes - 1])
-
-def default_modalities(n_modalities:int # M channels
-                      )->tuple:
-    "BraTS's names for 4 channels, MyoPS's for 3, else `channel i`."
-    if n_modalities == len(BRATS_MODALITIES): return BRATS_MODALITIES
-    if n_modalities == len(MYOPS_MODALITIES): return MYOPS_MODALITIES
-    return tuple(f'channel {i}' for i in range(n_modalities))
 
 def busiest_slice(label=None, # H×W×D label map (training labels) or None
                   image=None, # M×H×W×D image, used when there is no label
@@ -74,8 +66,8 @@ def show_prediction(image,                   # M×H×W×D case (or M×H×W slice
     if img.ndim == 4:
         z = busiest_slice(lab if lab is not None else prd, img) if z is None else int(z)
         img, lab, prd = img[..., z], (None if lab is None else lab[..., z]), (None if prd is None else prd[..., z])
-    mods = tuple(modalities) if modalities is not None else default_modalities(M)
-    if len(mods) != M: raise ValueError(f"show_prediction: {len(mods)} modality names for {M} channels")
+    try: mods = modality_names(M, modalities)
+    except ValueError as e: raise ValueError(f"show_prediction: {e}") from None
     avail = np.ones(M, bool) if availability is None else np.asarray(_np(availability), bool)
     K = n_classes or max([4, *(int(a.max()) + 1 for a in (lab, prd) if a is not None and a.size)])
     names = label_names or _label_names({}, K)
@@ -117,7 +109,7 @@ def show_attention(att_maps,                # M×H×W(×D) DMAF maps (image or c
     "One panel per modality: its DMAF weight on one axial slice (0 to 1, summing to 1 over the available ones); the figure."
     maps, lab = _np(att_maps), _np(label)
     M = len(maps) if maps is not None else len(modalities or BRATS_MODALITIES)
-    mods = tuple(modalities) if modalities is not None else default_modalities(M)
+    mods = modality_names(M, modalities)
     own = axes is None
     if own: fig, axes = plt.subplots(1, M, figsize=(2.5 * M + 0.8, 3.2 if maps is not None else 0.6), squeeze=False,
                                      layout='constrained'); axes = axes[0]
@@ -148,7 +140,7 @@ def show_attention(att_maps,                # M×H×W(×D) DMAF maps (image or c
 def predict_slice(model,                    # a 2D `DMAFNet`
                   image,                    # M×H×W slice (numpy or torch)
                   availability,             # (M,) bool: the modalities the model may use
-                  patch_size=None,          # the training patch (H, W); None: the slice, padded to a multiple of 16
+                  patch_size=None,          # a window (H, W) to tile with; None: the whole slice, padded to a multiple of 16
                   overlap:float=0.5,        # window overlap where the slice is larger than the patch
                  )->tuple:
     "Class probabilities K×H×W and DMAF maps M×H×W (None for a model without maps) of one slice, as numpy."
