@@ -53,7 +53,7 @@ GAPS = ('proto', 'cca', 'maa', 'feature')                   # what the gap D^m m
 SCHEDULES = ('run', 'paper')                                 # when β is updated (see "Time scale")
 
 class DTM:
-    "Dynamic training monitoring (SPEC §4): gaps, relative preference, gates, ω and β, encoder gradient scaling."
+    "Dynamic training monitoring: gaps, relative preference, gates, ω and β, encoder gradient scaling."
     def __init__(self, n_modalities:int,       # M
                  omega=None,                    # ω per modality (None = 1); see `DTM.from_masks`
                  modalities=None,               # names for history and plots (default by M)

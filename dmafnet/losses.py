@@ -204,7 +204,7 @@ class CriterionLog(dict):
     def __init__(self, *args, dtm_stats=None, **kw): super().__init__(*args, **kw); self.dtm_stats = dtm_stats
 
 class DMAFCriterion(nn.Module):
-    "DMAF-Net's training loss (SPEC §3): segmentation on every head + CCA, MAA and prototype distillation, DTM-weighted."
+    "DMAF-Net's training loss: segmentation on every head + CCA, MAA and prototype distillation, DTM-weighted."
     def __init__(self, n_classes:int,           # K
                  n_modalities:int,               # M
                  feature_channels:int,           # C of the deepest features (`DMAFNet.feature_channels`)
@@ -212,8 +212,8 @@ class DMAFCriterion(nn.Module):
                  lambda_cov:float=0.1,           # λ of CCA [choice]
                  lambda_att:float=0.1,           # λ of MAA [choice]
                  lambda_pro:float=0.1,           # λ of prototype distillation [choice]
-                 lambda_kl:float=0.0,            # λ of pixel-wise KL self-distillation (0 = off, SPEC default)
-                 lambda_uni:float=1.0,           # weight of the uni-modal segmentation losses (1 = SPEC)
+                 lambda_kl:float=0.0,            # λ of pixel-wise KL self-distillation (0 = off, the default)
+                 lambda_uni:float=1.0,           # weight of the uni-modal segmentation losses (1 = the default)
                  deep_weights:tuple|None=None,   # deep-supervision weights, finest first; None = 1/2, 1/4, …
                  cca:str='covariance',           # 'covariance' or 'correlation' [choice]
                  maa_heads:int=8,                # heads of the MAA cross-attention

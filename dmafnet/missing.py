@@ -143,7 +143,7 @@ def imbalanced_masks(names,                      # training case names (the tabl
                      rates_or_setting='mr2468',  # missing rates in channel order, or a PASSION setting name
                      seed:int=0,                 # seed of the leftover draws and the shuffle
                      modalities=BRATS_MODALITIES, # channel order
-                     leftovers:str='random',     # 'random' (PASSION, SPEC §1) or 'balanced' (nearest the nominal rates)
+                     leftovers:str='random',     # 'random' (PASSION) or 'balanced' (nearest the nominal rates)
                     )->pd.DataFrame:
     "One fixed availability mask per case by PASSION's expected-count rule: columns data_name, mask_id, mask, pos_mask_ids."
     if leftovers not in ('random', 'balanced'):
