@@ -8,14 +8,16 @@ on batches from the run's own loader; the configurations run one after another i
 benchmarks/ablation_steps_{2d,3d}.md and .json. Target (issue 8): the full model ≤ 1.6× the `mean` fusion step.
 """
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, tempfile
+import argparse, json, os, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from bench_train import phantom_cache, measure, machine
+from provenance import git_commit
+from bench_train import phantom_cache, measure
+from provenance import machine
 from dmafnet.config import preset
 
 NO_DISTILL = dict(lambda_cov=0.0, lambda_att=0.0, lambda_pro=0.0)
@@ -47,7 +49,7 @@ def main():
             print(name, r['step_s'], flush=True)
     base = rows[0]['step_s']
     for r in rows: r['relative_to_mean'] = round(r['step_s'] / base, 2)
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
                 machine=machine(), threads=a.threads, load=os.getloadavg())
     tag = f'{a.dims}d'

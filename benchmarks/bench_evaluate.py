@@ -15,7 +15,7 @@ width 8; `--brats-windows K` times K of the windows and scales to all of them) a
 (WT, TC, ET, ET_post) on a synthetic tumour of that size. Results go to benchmarks/evaluate.md and evaluate.json.
 """
 import os
-import argparse, datetime, json, platform, resource, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, datetime, json, platform, resource, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 
@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import torch
 from monai.inferers import sliding_window_inference
+from provenance import git_commit
 from dmafnet.network import DMAFNet
 from dmafnet.missing import subsets
 from dmafnet.inference import predict_subsets, AUTO_DECODE_VOXELS
@@ -31,8 +32,7 @@ from dmafnet.metrics import score_case
 def _machine(threads):
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
                platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=HERE, capture_output=True, text=True).stdout.strip()
-    except OSError: commit = '?'
+    commit = git_commit()
     import monai
     return dict(cpu=cpu, cores=os.cpu_count(), threads=threads, python=platform.python_version(), torch=torch.__version__,
                 monai=monai.__version__, commit=commit, date=datetime.datetime.now().isoformat(timespec='seconds'),

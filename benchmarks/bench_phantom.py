@@ -9,20 +9,19 @@ benchmarks/phantom.md and benchmarks/phantom.json.
 """
 import os
 for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(v, '1')
-import argparse, datetime, json, platform, statistics, subprocess, sys, tempfile, time
+import argparse, datetime, json, platform, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, scipy, nibabel as nib
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from provenance import git_commit
 from dmafnet.phantom import mni_anatomy, phantom_case, write_case
 
 def _machine():
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
                platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=HERE, capture_output=True,
-                                 text=True).stdout.strip()
-    except OSError: commit = '?'
+    commit = git_commit()
     try: import torch; tv = torch.__version__
     except ImportError: tv = None
     return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=tv, numpy=np.__version__,

@@ -6,9 +6,10 @@ timed. Results go to benchmarks/preprocess.md and benchmarks/preprocess.json.
 
     .venv/bin/python benchmarks/bench_preprocess.py [--repeats 3]
 """
-import argparse, datetime, json, os, platform, subprocess, tempfile, time
+import argparse, datetime, json, os, platform, tempfile, time
 from pathlib import Path
 import numpy as np, nibabel as nib, torch
+from provenance import git_commit
 from dmafnet.testing import make_test_case
 from dmafnet.data import read_brats_case, preprocess_case, save_cached, load_cached, write_label_nifti
 
@@ -17,8 +18,7 @@ HERE = Path(__file__).resolve().parent
 def _machine():
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor()) \
         if Path('/proc/cpuinfo').exists() else platform.processor()
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=HERE, capture_output=True, text=True).stdout.strip()
-    except OSError: commit = '?'
+    commit = git_commit()
     return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
                 numpy=np.__version__, nibabel=nib.__version__, commit=commit,
                 date=datetime.datetime.now().isoformat(timespec='seconds'),

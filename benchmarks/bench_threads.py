@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
+from provenance import git_commit
 
 def one(threads:int, steps:int=20, warmup:int=3)->float:
     "Median seconds per training step (`bench_train.measure`) in a fresh process with `threads` torch threads."
@@ -32,10 +33,10 @@ def _one(threads:int, steps:int, warmup:int):
         print(measure(cfg, steps, warmup)['step_s'])
 
 def main():
-    from bench_train import machine
+    from provenance import machine
     rows = [dict(threads=t, step_s=round(one(t), 4)) for t in (1, 2)]
     s1, s2 = rows[0]['step_s'], rows[1]['step_s']
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
                 load=os.getloadavg())
     (ROOT / 'benchmarks' / 'threads.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))

@@ -12,22 +12,17 @@ built-in phantom at 2 mm (99×117×95 voxels, so the brats2020 preset's 80³ cro
 folder unless --data names a preprocessed cache. The network sizes are the presets' (base width 8).
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, os, platform, statistics, sys, tempfile, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from provenance import machine, git_commit
 from dmafnet.config import preset
 from dmafnet.train import Trainer
-
-def machine()->str:
-    "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for benchmark records."
-    model = ''
-    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): model = platform.processor()
-    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
 
 def phantom_cache(folder:Path, n_cases:int=6)->Path:
     from dmafnet.phantom import make_phantom
@@ -94,8 +89,7 @@ def main():
             try: rows.append(measure(cfg, a.cuda_steps, a.cuda_warmup))
             except Exception as e: rows.append(dict(preset='brats2020', device='cuda', compile=compile_, error=f'{type(e).__name__}: {e}'[:300]))
             print(rows[-1], flush=True)
-    try: commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError: commit = ''
+    commit = git_commit()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
                 python=platform.python_version(), machine=machine(),
                 cpu_threads=threads, load_average=[round(x, 2) for x in os.getloadavg()],

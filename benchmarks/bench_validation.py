@@ -19,7 +19,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / 'benchmarks'))
-from bench_train import machine
+from provenance import git_commit
+from provenance import machine
 from dmafnet.config import preset
 from dmafnet.train import train
 from dmafnet.trainparts import validate, summarise_validation
@@ -60,7 +61,7 @@ def main():
     a = ap.parse_args(); torch.set_num_threads(a.threads)
     before = old_validate(); work = Path(tempfile.mkdtemp())
     res = [run(p, a.epochs, a.steps, work, before) for p in a.presets]
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     meta = dict(machine=machine(), threads=a.threads, commit=commit, date=datetime.now(timezone.utc).strftime('%Y-%m-%d'))
     Path(a.out + '.json').write_text(json.dumps(dict(meta, runs=res), indent=1))
     md = ["# Validation before and after the one inference path\n",

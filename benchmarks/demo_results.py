@@ -7,14 +7,15 @@ installed; the run notebook itself records the minutes from its first cell to it
 Each recorded run is also appended to benchmarks/demo_runs.json (one entry per machine and commit), so the page
 lists every machine the demo was timed on, not only the last.
 """
-import argparse, json, subprocess, sys
+import argparse, json, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = ROOT / 'benchmarks' / 'demo_runs.json'
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from bench_train import machine
+from provenance import git_commit
+from provenance import machine
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +27,7 @@ def main():
     t = json.loads((run / 'targets.json').read_text())
     summary = json.loads((run / 'evaluation' / 'summary.json').read_text())
     table = (run / 'evaluation' / 'table.md').read_text().split('**HD95')[0].split('**Dice')[1]
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     import torch
     wall = a.wall_minutes if a.wall_minutes is not None else t['minutes']
     entry = dict(date=f'{datetime.now(timezone.utc):%Y-%m-%d}', commit=commit, machine=machine(), torch=torch.__version__,

@@ -30,7 +30,7 @@ import numpy as np, pandas as pd, torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from bench_ablation_steps import CONFIGS
-from bench_train import machine
+from provenance import machine
 from dmafnet.config import preset
 from dmafnet.train import train
 from dmafnet.trainparts import load_model

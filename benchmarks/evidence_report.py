@@ -9,7 +9,7 @@ paired differences (n − 1 degrees of freedom). Nothing is selected by looking 
 on its last checkpoint, every finished run enters.
 """
 from __future__ import annotations
-import json, subprocess, sys
+import json, sys
 from datetime import datetime, timezone
 from itertools import permutations
 from pathlib import Path
@@ -18,6 +18,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
+from provenance import git_commit
 from bench_ablation_steps import CONFIGS
 
 from dmafnet.core import BRATS_MODALITIES as MODALITIES
@@ -228,7 +229,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
     runs = load_runs(run_folder)
     if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder}')
     s = summary(runs)
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     machines = sorted({r.get('machine', 'not recorded') for r in runs})
     s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machines=machines,
                      budget=runs[0]['budget'], test_cases=runs[0]['test_cases'], interval="Student's t, 95 %, paired by seed")
