@@ -133,7 +133,7 @@ def test_from_checkpoint_of_a_run(tmp_path, monkeypatch):
     ckpt = run / 'checkpoints' / 'last.pt'
     v = Viewer.from_checkpoint(ckpt, split='all')
     assert v.names == sorted(p.name[:-4] for p in (work / 'cache').glob('*.npz'))
-    assert v.patch_size == (32, 32) and v.modalities == ('flair', 't1ce', 't1', 't2')
+    assert v.patch_size is None and v.modalities == ('flair', 't1ce', 't1', 't2')   # 2D: whole slices, as evaluation
     from dmafnet.trainparts import load_model
     assert run_cache(load_model(ckpt)[1], ckpt).resolve() == (work / 'cache').resolve()   # relative paths, other cwd
     v.widget(); png = v.controls['picture'].value
