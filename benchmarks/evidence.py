@@ -7,6 +7,9 @@
     .venv/bin/python benchmarks/evidence.py --device cuda --configs 'mean fusion' 'full DMAF-Net (+ DTM)' \\
         --settings mr2468 mr8825 --seeds 1037 1038 1039 1040 1041 1042 1043 1044 1045 1046 \\
         --results benchmarks/evidence_gpu --runs benchmarks/evidence_gpu_runs --work runs/evidence_gpu   # one GPU (unrun)
+    .venv/bin/python benchmarks/evidence.py --commit --threads 1 --epochs 24 --settings mr2468 \\
+        --configs 'mean fusion' 'DMAF + relation + prototype' 'full DMAF-Net (+ DTM)' --seeds 1037 1038 1039 \\
+        --runs benchmarks/evidence_long_runs --results benchmarks/evidence_long --work runs/evidence_long   # 3x budget check
 
 Every run starts from the `study` preset (see `dmafnet.config.PRESETS`: 2D slices of the 3 mm phantom, 48 cases, a
 narrow network, a fixed budget of steps), on one phantom cache whose cases, split (split seed 1037) and mr2468 /

@@ -243,13 +243,14 @@ def write_report(run_folder:Path, prefix:Path)->str:
     b = runs[0]['budget']
     fmt = lambda d: f"{d['mean']:.1f} ± {d['sd']:.1f}" if d['sd'] is not None else f"{d['mean']:.1f}"
     ci = lambda d: f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]" if np.isfinite(d['ci_low']) else f"{d['mean']:+.1f}"
-    L = ['# The evidence study', '',
+    title = 'The evidence study' + ('' if name == 'evidence' else f' ({name})')
+    L = [f'# {title}', '',
          f"{s['meta']['date'][:10]} · report at commit {commit} · runs on {'; '.join(machines)} · {len(runs)} runs, "
          f"{np.mean([r['minutes'] for r in runs]):.1f} min each on average (training, scoring and probes)", '',
          f"Each run: the `study` preset (2D, 3 mm phantom, {b['epochs']} × {b['steps_per_epoch']} steps of batch {b['batch_size']}), "
          f"scored on `last.pt` on {runs[0]['test_cases']} test cases under all 15 subsets (whole slices). Dice in points: "
          "mean over the 15 subsets; ± the s.d. over seeds. Δ: paired difference to mean fusion (same seed) with its "
-         "95 % t-interval. Made by `benchmarks/evidence.py`; the reading is `evidence_reading.md`.", '',
+         f"95 % t-interval. Made by `benchmarks/evidence.py`; the reading is `{name}_reading.md`.", '',
          '## Scores and paired differences', '',
          '| setting | configuration | seeds | WT | TC | ET | Δ WT | Δ TC | Δ ET | dilution |', '|---|---|---|---|---|---|---|---|---|---|']
     for st in SETTING_ORDER:
