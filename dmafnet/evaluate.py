@@ -109,7 +109,6 @@ def load_eval_case(source,                  # a cache `.npz`, a BraTS case folde
         raise FileNotFoundError(f"{p}: neither a cache file (.npz) nor a case folder")
     d = Path(data_dir); layout = detect_layout(d)
     if layout == 'cache': return load_cached(d / f'{source}.npz')
-    if source not in list_cases(d, layout): raise FileNotFoundError(f"{d}: no case named {source} ({layout} layout)")
     return case_loader(layout, d)(source)
 
 def evaluate(model,                          # the network (eval mode is set during inference)

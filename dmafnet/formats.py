@@ -135,12 +135,15 @@ def case_loader(layout:str,              # 'brats', 'rfnet' or 'myops' (a cache 
                 keep_background:bool=False, # PASSION's −μ/σ background instead of 0 (BraTS)
                 crop_size:int=256,       # in-plane centre crop (MyoPS)
                ):
-    "name → preprocessed case, for a data folder of `layout`."
+    "name → preprocessed case, for a data folder of `layout` (the folder is scanned once; an unknown name is a FileNotFoundError)."
+    def entry(table, n):
+        if n not in table: raise FileNotFoundError(f"{data_dir}: no case named {n} ({layout} layout)")
+        return table[n]
     if layout == 'brats':
         dirs = find_cases(data_dir)
-        return lambda n: preprocess_case(read_brats_case(dirs[n]), keep_background, min_size)
-    if layout == 'rfnet': return lambda n: read_rfnet_case(data_dir, n)
+        return lambda n: preprocess_case(read_brats_case(entry(dirs, n)), keep_background, min_size)
+    if layout == 'rfnet': return lambda n: read_rfnet_case(data_dir, n)   # it resolves RFNet's HG_/LG_ names itself
     if layout == 'myops':
         files = find_myops_cases(data_dir)
-        return lambda n: preprocess_myops_case(read_myops_case(files[n], n), crop_size)
+        return lambda n: preprocess_myops_case(read_myops_case(entry(files, n), n), crop_size)
     raise ValueError(f"{data_dir}: cannot preprocess layout {layout!r} (expected 'brats', 'rfnet' or 'myops')")

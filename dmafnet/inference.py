@@ -31,8 +31,8 @@ def inference_settings(config=None,      # a training configuration (its `patch_
                       )->dict:
     "`patch_size` and `overlap` for `predict_subsets`: what is given, else the training patch (3D) or whole slices (2D), and 50 % overlap."
     if isinstance(patch, str): patch = tuple(int(v) for v in patch.replace('x', ',').split(','))
-    ps = (getattr(config, 'patch_size', None) if getattr(config, 'spatial_dims', 3) == 3 else None) if patch is None else patch
-    return dict(patch_size=None if ps is None else tuple(int(p) for p in ps), overlap=0.5 if overlap is None else float(overlap))
+    if patch is None and getattr(config, 'spatial_dims', 3) == 3: patch = getattr(config, 'patch_size', None)
+    return dict(patch_size=None if patch is None else tuple(int(p) for p in patch), overlap=0.5 if overlap is None else float(overlap))
 
 def autocast(device:torch.device, dtype:torch.dtype|None):
     "Autocast to `dtype` on `device`, or nothing when `dtype` is None (float32)."
@@ -70,7 +70,7 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
         raise ValueError(f"predict_subsets: a {sd}D model needs an M×{'×'.join('S' * sd)} image"
                          f"{' (or M×H×W×D, run slice by slice)' if sd == 2 else ''}, got shape {tuple(x.shape)}")
     x = x.permute(3, 0, 1, 2) if slices else x[None]
-    keep = x.flatten(1).ne(0).any(1) if slices and mask_background else None  # slices with signal; the rest is background
+    keep = signal.flatten(0, -2).any(0) if slices and mask_background else None  # slices with signal; the rest is background
     if keep is not None and (keep.all() or not keep.any()): keep = None
     if patch_size is not None and len(patch_size) != sd:
         raise ValueError(f"predict_subsets: patch_size {tuple(patch_size)} needs {sd} entries for a {sd}D model")

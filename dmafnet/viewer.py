@@ -17,8 +17,7 @@ from .evaluate import load_eval_case, find_split
 from .inference import predict_subsets, inference_settings
 from .missing import subset_id, subset_names
 from .core import modality_names
-from .viz import busiest_slice, show_prediction, show_attention
-from .viz import predict_slice, slice_dice
+from .viz import busiest_slice, show_prediction, show_attention, predict_slice, slice_dice
 from .formats import resolve_names, list_cases
 from .trainparts import load_model
 

@@ -144,9 +144,10 @@ def predict_slice(model,                    # a 2D `DMAFNet`
                   overlap:float=0.5,        # window overlap where the slice is larger than the patch
                  )->tuple:
     "Class probabilities K×H×W and DMAF maps M×H×W (None for a model without maps) of one slice, as numpy."
-    if model.spatial_dims != 2 or np.ndim(_np(image)) != 3:
-        raise ValueError(f"predict_slice: needs a 2D model and an M×H×W slice, got a {model.spatial_dims}D model and shape {tuple(np.shape(_np(image)))}")
-    probs, maps = predict_subsets(model, _np(image), [np.asarray(_np(availability), bool)], patch_size=patch_size,
+    image = _np(image)
+    if model.spatial_dims != 2 or np.ndim(image) != 3:
+        raise ValueError(f"predict_slice: needs a 2D model and an M×H×W slice, got a {model.spatial_dims}D model and shape {tuple(np.shape(image))}")
+    probs, maps = predict_subsets(model, image, [np.asarray(_np(availability), bool)], patch_size=patch_size,
                                   overlap=overlap, maps=True)
     return probs[0].cpu().numpy(), None if maps[0] is None else maps[0].cpu().numpy()
 
