@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from fastcore.basics import patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES
+from .core import BRATS_MODALITIES, MYOPS_MODALITIES, PROGRESS_MODES
 from .metrics import BRATS_REGIONS, MYOPS_REGIONS
 
 # %% auto #0
@@ -80,7 +80,7 @@ class TrainConfig:
     workers: int = 0               # DataLoader worker processes
     threads: int|None = None       # CPU threads of torch in this process; None: torch's default
     checkpoint_every: int = 0      # also write last.pt every n steps inside an epoch; 0: at the end of each epoch only
-    progress: bool = True          # tqdm progress bars (epoch and iteration)
+    progress: str = 'auto'         # 'auto' (bars on a terminal or in a notebook, else log lines), 'bars', 'lines', 'off'
     tensorboard: bool = False      # also log to TensorBoard (needs the tensorboard package)
 
     @property
@@ -102,7 +102,7 @@ class TrainConfig:
 # %% ../nbs/08a_config.ipynb #3f333453
 _CHOICES = dict(dataset=tuple(DATASETS), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
                 train_slices=('brain', 'foreground', 'all'),
-                precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3))
+                precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3), progress=PROGRESS_MODES)
 _POSITIVE = ('epochs', 'batch_size', 'lr', 'poly_power', 'base_width', 'phantom_cases', 'phantom_spacing',
              'val_cases', 'max_nonfinite', 'steps_per_epoch', 'grad_clip')
 _NONNEGATIVE = ('weight_decay', 'val_every', 'workers', 'checkpoint_every')  # and `threads` when given
@@ -111,6 +111,7 @@ def _hints(): return typing.get_type_hints(TrainConfig)
 
 def _coerce(name:str, value, hint):
     "`value` as the type `hint` of field `name`, or a ValueError naming the field."
+    if name == 'progress' and isinstance(value, bool): return 'auto' if value else 'off'   # (the field was a bool)
     args = typing.get_args(hint)
     if type(None) in args:
         if value is None: return None

@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #fa4d3d46
 from __future__ import annotations
-import os, random
+import os, random, sys, time
 from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'modality_names', 'NetOutput',
-           'check_availability', 'default_device', 'seed_everything', 'in_test']
+__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'PROGRESS_MODES', 'modality_names',
+           'NetOutput', 'check_availability', 'default_device', 'seed_everything', 'in_test', 'progress_mode', 'clock',
+           'Progress']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
@@ -83,3 +84,77 @@ def seed_everything(seed:int # one seed for python, numpy and torch
 def in_test()->bool:
     "True under `nbdev_test` (which sets IN_TEST): notebooks shrink their work then."
     return bool(os.environ.get('IN_TEST'))
+
+# %% ../nbs/00_core.ipynb #bd525e64
+PROGRESS_MODES = ('auto', 'bars', 'lines', 'off')
+
+def progress_mode(mode='auto',   # 'auto', 'bars', 'lines' or 'off' (True: 'auto', False/None: 'off')
+                  stream=None,   # the output 'auto' looks at (default: stderr)
+                 )->str:
+    "The progress display `mode` asks for; 'auto': bars on a terminal or in a Jupyter kernel, plain lines otherwise."
+    mode = {True: 'auto', False: 'off', None: 'off'}.get(mode, mode) if not isinstance(mode, str) else mode
+    if mode not in PROGRESS_MODES: raise ValueError(f"progress: {mode!r} is not one of {PROGRESS_MODES}")
+    if mode != 'auto': return mode
+    if getattr(stream or sys.stderr, 'isatty', lambda: False)(): return 'bars'
+    return 'bars' if 'ipykernel' in sys.modules else 'lines'
+
+def clock(seconds:float)->str:
+    "Seconds as m:ss (h:mm:ss from an hour)."
+    s = int(round(max(seconds, 0))); h, s = divmod(s, 3600); m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+# %% ../nbs/00_core.ipynb #ca7a2c1c
+class Progress:
+    "Progress over `total` items: a tqdm bar ('bars'), a plain line every `every` items or `seconds` ('lines'), or nothing."
+    def __init__(self, total:int, desc:str, unit:str='it',
+                 initial:int=0,        # items already done (a resumed epoch)
+                 mode='auto',          # see `progress_mode`
+                 every:int|None=None,  # 'lines': a line every this many items (default: a quarter of `total`)
+                 seconds:float=30.,    # 'lines': … and at least this often
+                 final:bool=True,      # 'lines': a last line at `close()`
+                 leave:bool=True,      # 'bars': keep the bar when closed
+                 out=None):            # 'lines': where they go (default: stdout)
+        self.mode, self.total, self.desc, self.unit = progress_mode(mode), total, desc, unit
+        self.n = self.start_n = initial
+        self.every, self.seconds, self.final, self.out = every or max(1, total // 4), seconds, final, out
+        self.t0 = self.t_line = time.perf_counter()
+        self.postfix = {}
+        self.bar = None
+        if self.mode == 'bars':
+            from tqdm.auto import tqdm   # tqdm.auto picks the notebook widget inside a kernel
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=leave)
+
+    def line(self)->str:
+        "The progress so far in one line: done/total, rate, time left, the caller's numbers."
+        el = time.perf_counter() - self.t0; done = self.n - self.start_n
+        rate = done / el if el > 0 and done else None
+        parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}"]
+        if rate: parts.append(f"{rate:.2f} {self.unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{self.unit}")
+        parts.append(f"{clock(el)} elapsed" + (f", ~{clock((self.total - self.n) / rate)} left" if rate and self.n < self.total else ''))
+        if self.postfix: parts.append(' '.join(f"{k} {v}" for k, v in self.postfix.items()))
+        return ' · '.join(parts)
+
+    def update(self, n:int=1, **postfix):
+        "`n` more items done; `postfix`: numbers to show (e.g. loss='0.4123')."
+        self.n += n; self.postfix.update(postfix)
+        if self.bar is not None:
+            if postfix: self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.update(n)
+        elif self.mode == 'lines':
+            now = time.perf_counter()
+            if self.n < self.total and (self.n % self.every == 0 or now - self.t_line >= self.seconds):
+                self.write(self.line()); self.t_line = now
+
+    def write(self, msg:str):
+        "A message that does not break the bar."
+        if self.mode == 'off': return
+        if self.bar is not None: self.bar.write(msg)
+        else: print(msg, file=self.out or sys.stdout, flush=True)
+
+    def close(self, **postfix):
+        "Finish: the bar closes; in 'lines' mode a last line (when `final`)."
+        self.postfix.update(postfix)
+        if self.bar is not None:
+            if postfix: self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.close()
+        elif self.mode == 'lines' and self.final: self.write(self.line())

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse, Param
-from .core import BRATS_MODALITIES, default_device, modality_names
+from .core import BRATS_MODALITIES, default_device, modality_names, Progress
 from .missing import subsets, subset_names
 from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
@@ -120,7 +120,7 @@ def evaluate(model,                          # the network (eval mode is set dur
              convention:str|None=None,       # replace the protocol's empty-region values ('brats' or 'passion')
              hd95_form:str|None=None,        # replace the protocol's HD95 form ('pooled' or 'max')
              et_min_volume:float|None=500.,  # ET post-processing threshold in mm³ (PASSION: 500 voxels); None: no `ET_post`
-             progress:bool=True,             # a progress bar over cases
+             progress='auto',                # progress over cases: 'auto', 'bars', 'lines', 'off' (`core.progress_mode`)
              **infer_kw,                     # `predict_subsets` options: patch_size, overlap, mode, subset_batch, …
             )->Evaluation:
     "Score every case under every subset it can form; the scores, a per-case table and the settings."
@@ -131,15 +131,14 @@ def evaluate(model,                          # the network (eval mode is set dur
     pr = get_protocol(protocol, convention, hd95_form)
     regions = regions if regions is not None else regions_for(model.n_classes)
     rows, infos, modalities = [], [], None
-    it = cases
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(cases, desc='evaluate', unit='case', total=n)
-    for c in it:
+    shown = Progress(n, 'evaluate', 'case', mode=progress, every=1)
+    for c in cases:
         case = c if isinstance(c, dict) else load_eval_case(c, data_dir)
         r, info = evaluate_case(model, case, subset_ids, regions, pr, et_min_volume, **infer_kw)
         rows += r; infos.append(info)
         modalities = modalities or case_modalities(case)
+        shown.update(1, case=info['case'])
+    shown.close()
     cases_df = pd.DataFrame(infos)
     partial = cases_df[cases_df.missing != '']
     for r in partial.itertuples():

@@ -11,9 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import seed_everything
+from .core import seed_everything, Progress, progress_mode
 from .config import TrainConfig, PRESETS, preset, load_config, save_config, parse_overrides
 from .checkpoint import save_checkpoint, load_checkpoint, rng_state, set_rng_state, to_plain
 from .traindata import prepare_data, EpochBatches, SeededSamples
@@ -393,33 +392,36 @@ def fit(self:Trainer)->Path:
 
 @patch
 def _fit(self:Trainer)->Path:
-    cfg, show = self.cfg, self.cfg.progress and self.main
+    cfg = self.cfg
+    mode = progress_mode(cfg.progress) if self.main else 'off'
     if self.main:
         self.out.mkdir(parents=True, exist_ok=True); save_config(cfg, self.out/'config.yaml')
     if self.dtm is not None: self.dtm.apply_grad_scaling(self.model)
     self.objective.train()
-    bar = tqdm(total=cfg.epochs, initial=self.epoch, desc='epochs', disable=not show, dynamic_ncols=True)
+    epochs = Progress(cfg.epochs, 'epochs', 'epoch', initial=self.epoch, mode=mode, every=1)
     while self.epoch < cfg.epochs:
         self.batches.set_epoch(self.epoch, self.step)
-        it = tqdm(self.loader, total=self.steps, initial=self.step, desc=f'epoch {self.epoch + 1}', leave=False,
-                  disable=not show, dynamic_ncols=True)
+        steps = Progress(self.steps, f'epoch {self.epoch + 1}/{cfg.epochs}', 'steps', initial=self.step, mode=mode,
+                         final=False, leave=False)
         t0 = time.perf_counter()
-        for batch in it:
+        for batch in self.loader:
             parts = self.last_parts = self.train_step(batch)
             self.step += 1; self.global_step += 1
             _add(self.sums, 'time', time.perf_counter() - t0)
             if self.dtm is not None and self.dtm.due(self.global_step): self._dtm_update()
-            if parts is not None and show:
-                it.set_postfix(loss=f"{self.sums['loss'][0] / self.sums['loss'][1]:.4f}", lr=f"{self.optimiser.param_groups[0]['lr']:.2e}")
+            shown = {} if parts is None or 'loss' not in self.sums else dict(
+                loss=f"{self.sums['loss'][0] / self.sums['loss'][1]:.4f}", lr=f"{self.optimiser.param_groups[0]['lr']:.2e}")
+            steps.update(1, **shown)
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step < self.steps:
                 self.save('last')
             for cb in self.callbacks: cb('step', self)
             t0 = time.perf_counter()
-        it.close()
+        steps.close()
         row = self.end_epoch()
-        bar.update(1); bar.set_postfix({k: f'{row[k]:.4f}' for k in ('loss', 'val_mean') if k in row})
+        epochs.update(1, **{k: f'{row[k]:.4f}' for k in ('loss', 'val_mean') if k in row},
+                      **({'steps/s': f"{row['steps_per_s']:.2f}"} if 'steps_per_s' in row else {}))
         for cb in self.callbacks: cb('epoch', self)
-    bar.close()
+    epochs.close()
     for cb in self.callbacks: cb('end', self)
     if getattr(self, '_tb', None) is not None: self._tb.close()
     return self.out

@@ -1,6 +1,6 @@
 """Integration tests of the training engine: exact resume after SIGKILL, damaged checkpoints, non-finite losses,
 configuration errors, DDP (gloo, 2 processes), the papermill run notebook, the CLI, and a CUDA smoke test."""
-import json, os, signal, subprocess, sys, textwrap
+import json, os, re, signal, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from conftest import ROOT
@@ -287,18 +287,32 @@ def test_ddp_gloo_two_processes(cache, tmp_path):
     assert len(open(tmp_path/'log.jsonl').readlines()) == 2
 
 def test_papermill_run_notebook(cache, tmp_path):
-    "nbs/runs/train.ipynb executes at tiny size: trains, then plots losses and DTM curves."
+    "nbs/runs/train.ipynb at tiny size, as `make demo` runs it: progress lines reach papermill's log, the HTML opens on the summary."
     overrides = dict(base_width=4, patch_size=[32, 32], batch_size=2, steps_per_epoch=2, val_cases=1, val_subsets=[14],
-                     val_every=1, progress=False)
+                     val_every=1)
     params = json.dumps(dict(preset='phantom', data=str(cache), out=str(tmp_path/'run'), epochs=2, overrides=overrides,
-                             eval_cases=1, eval_subsets=[14, 3]))
+                             eval_cases=1, eval_subsets=[14, 3], progress='lines'))
     r = subprocess.run([BIN/'papermill', str(ROOT/'nbs'/'runs'/'train.ipynb'), str(tmp_path/'out.ipynb'), '-k', 'python3',
-                        '-y', params], capture_output=True, text=True, env=ENV, timeout=400, cwd=tmp_path)
+                        '--log-output', '--no-progress-bar', '-y', params], capture_output=True, text=True, env=ENV,
+                       timeout=400, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
+    log = r.stdout + r.stderr
+    for pattern in (r'epoch 1/2: 1/2 steps · .* left · loss \d', r'epochs: 1/2 epoch · .*left', r'epochs: 2/2 epoch',
+                    r'evaluate: 1/1 case'):
+        assert re.search(pattern, log), f'{pattern!r} not in the log:\n{log[-3000:]}'
     assert (tmp_path/'run'/'checkpoints'/'best.pt').exists() and (tmp_path/'run'/'evaluation').is_dir()
     nb = json.loads((tmp_path/'out.ipynb').read_text())
     images = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
     assert len(images) >= 2
+    r = subprocess.run([BIN/'jupyter', 'nbconvert', '--log-level', 'WARN', '--to', 'html', '--no-input',
+                        '--TagRemovePreprocessor.remove_all_outputs_tags=["log"]', str(tmp_path/'out.ipynb')],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = (tmp_path/'out.html').read_text()
+    headings = re.findall(r'<h2[^>]*>(.*?)<', html)
+    assert headings[0] == 'Summary', headings
+    assert 'make_preset' not in html and 'epoch 1/2: 1/2 steps' not in html   # no code, no progress lines
+    assert 'Dice (%), mean over the 2 subsets' in html and 'machine' in html
 
 @pytest.mark.gpu
 @pytest.mark.slow
