@@ -1,16 +1,19 @@
 "The docs site builds offline, quietly, with search, a sidebar, class signatures and source links that resolve."
-import json, re, shutil, subprocess, sys
+import functools, json, re, shutil, subprocess, sys
 from urllib.parse import urlsplit
 import pytest
 from conftest import ROOT
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
 
+@functools.cache
+def build_site()->subprocess.CompletedProcess:
+    "Build the site once per test session (test_browser uses it too)."
+    return subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py')], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+
 @pytest.fixture(scope='module')
-def build():
-    r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py')], cwd=ROOT, check=True,
-                       capture_output=True, text=True)
-    return r
+def build(): return build_site()
 
 @pytest.fixture(scope='module')
 def site(build): return ROOT / '_docs'
