@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from PIL import Image as PILImage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from fastcore.basics import patch
 from .datasets import _np, _label_names
@@ -183,8 +184,9 @@ LEGEND = ("Cyan outline: the ground-truth tumour.  DMAF weight: how much each ti
 def render(self:Viewer)->Figure:
     "Draw the current state into a new figure (kept as `figure`, what it shows as `last`): images, truth, prediction; maps below."
     o, M, K = self.outputs(), self.n_modalities, self.model.n_classes
-    fig = Figure(figsize=(1.9 * (M + 2), 5.0), dpi=self.dpi, layout='constrained'); FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(2, M + 2)
+    # fixed margins, not constrained layout: the layout pass took a third of each update's time
+    fig = Figure(figsize=(1.9 * (M + 2), 5.4), dpi=self.dpi); FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(2, M + 2, left=0.055, right=0.85, top=0.88, bottom=0.15, wspace=0.12, hspace=0.5)
     top = [fig.add_subplot(gs[0, i]) for i in range(M + 2)]
     bottom, info = [fig.add_subplot(gs[1, i]) for i in range(M)], fig.add_subplot(gs[1, M:])
     show_prediction(o['image'], o['label'], o['pred'], self.modalities, availability=o['availability'], n_classes=K,
@@ -210,7 +212,10 @@ def render(self:Viewer)->Figure:
 @patch
 def png(self:Viewer, fig:Figure|None=None)->bytes:
     "The figure (default: a fresh `render`) as PNG bytes."
-    buf = io.BytesIO(); (fig or self.render()).savefig(buf, format='png', dpi=self.dpi)
+    fig, buf = fig or self.render(), io.BytesIO()
+    if fig.dpi != self.dpi: fig.savefig(buf, format='png', dpi=self.dpi); return buf.getvalue()
+    fig.canvas.draw()   # one draw, and a fast PNG encoder: half the time of `savefig`, the same pixels
+    PILImage.fromarray(np.asarray(fig.canvas.buffer_rgba())).save(buf, format='png', compress_level=1)
     return buf.getvalue()
 
 # %% ../nbs/10a_viewer.ipynb #3ba91ed1
