@@ -154,6 +154,7 @@ def _timed_update(page, image, action)->float:
                            arg=['.jp-OutputArea img.widget-image', before], timeout=60_000, polling='raf')
     return time.perf_counter() - t0
 
+@pytest.mark.slow   # ~60-65 s on 2 cores: a tiny training run, JupyterLab's start, the kernel's imports
 def test_viewer_in_jupyterlab(jupyterlab, browser, tmp_path):
     from dmafnet.viewer import Viewer
     from PIL import Image

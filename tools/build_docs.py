@@ -185,6 +185,7 @@ HEADING = re.compile(r'<h([1-4]) id="([^"]*)"[^>]*>(.*?)</h\1>', re.S)
 def _text(fragment:str)->str:
     fragment = re.sub(r'<(script|style)\b.*?</\1>', ' ', fragment, flags=re.S)
     fragment = re.sub(r'<a class="anchor-link".*?</a>', '', fragment, flags=re.S)
+    fragment = re.sub(r'</?(span|a|code|em|strong|b|i)\b[^>]*>', '', fragment)   # inline: no space (`def f(x`, not `def f ( x`)
     return re.sub(r'\s+', ' ', html.unescape(re.sub(r'<[^>]+>', ' ', fragment))).strip()
 
 def index_entries(name:str, title:str, body:str, limit:int=1500)->list:
