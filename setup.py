@@ -16,6 +16,7 @@ min_python = cfg['min_python']
 py_versions = [v for v in '3.10 3.11 3.12 3.13'.split() if parse(v) >= parse(min_python)]
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+browser_requirements = cfg.get('browser_requirements', '').split()
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
 
 setuptools.setup(
@@ -37,7 +38,7 @@ setuptools.setup(
     include_package_data=True,
     python_requires=f'>={min_python}',
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'browser': browser_requirements},
     entry_points={'console_scripts': scripts, 'nbdev': [f'{cfg["lib_name"]}={cfg["lib_name"]}._modidx:d']},
     zip_safe=False,
 )
