@@ -76,7 +76,11 @@ class TrainConfig:
     device: str = 'auto'           # 'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', …
     precision: str = 'auto'        # 'auto' (CUDA: bf16 if supported else fp16; CPU: fp32), 'fp32', 'bf16', 'fp16'
     compile: bool = False          # torch.compile the network
-    channels_last: bool = False    # channels-last memory format (CUDA)
+    channels_last: bool = False    # channels-last (2D) / channels-last-3d memory format of the network and its inputs
+    ddp_find_unused: bool = False  # DDP's find_unused_parameters: not needed, every parameter is in every step's graph
+    ddp_timeout: float|None = None # seconds a rank waits in a collective before the run aborts; None: torch's default
+    absent_encoders: str = 'update'  # [choice] encoders of a modality absent from a whole step's batch: 'update' (a zero
+                                   # gradient; AdamW's momentum and decay still move them, as in PASSION/RFNet) or 'skip'
     workers: int = 0               # DataLoader worker processes
     threads: int|None = None       # CPU threads of torch in this process; None: torch's default
     checkpoint_every: int = 0      # also write last.pt every n steps inside an epoch; 0: at the end of each epoch only
@@ -102,7 +106,8 @@ class TrainConfig:
 # %% ../nbs/08a_config.ipynb #3f333453
 _CHOICES = dict(dataset=tuple(DATASETS), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
                 train_slices=('brain', 'foreground', 'all'),
-                precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3), progress=PROGRESS_MODES)
+                precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3), progress=PROGRESS_MODES,
+                absent_encoders=('update', 'skip'))
 _POSITIVE = ('epochs', 'batch_size', 'lr', 'poly_power', 'base_width', 'phantom_cases', 'phantom_spacing',
              'val_cases', 'max_nonfinite', 'steps_per_epoch', 'grad_clip')
 _NONNEGATIVE = ('weight_decay', 'val_every', 'workers', 'checkpoint_every')  # and `threads` when given

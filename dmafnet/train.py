@@ -148,7 +148,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         self.criterion = build_criterion(cfg, self.model).to(self.device)
         self.dtm = build_dtm(cfg, self.data.availability if cfg.missing == 'idt' else None)
-        if cfg.channels_last and self.device.type == 'cuda':
+        if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last if cfg.spatial_dims == 2 else torch.channels_last_3d)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         self.params = [p for p in [*self.model.parameters(), *self.criterion.parameters()] if p.requires_grad]
@@ -161,7 +161,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.objective = DDP(self.objective, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
-                                 find_unused_parameters=True)
+                                 find_unused_parameters=cfg.ddp_find_unused)
         # sampling: batches from (seed, epoch, step)
         self.steps = cfg.steps_per_epoch or max(1, len(self.train_set) // (cfg.batch_size * self.world))
         self.batches = EpochBatches(len(self.train_set), cfg.batch_size, self.steps, cfg.seed, self.rank, self.world)
@@ -269,9 +269,17 @@ def _to_device(self:Trainer, batch:dict):
     image, label = batch['image'].to(dev, non_blocking=True), batch['label'].to(dev, non_blocking=True).long()
     if self.cfg.patch_size is None:
         image, _ = pad_to_multiple(image); label = pad_to_multiple(label[:, None])[0][:, 0]
-    if self.cfg.channels_last and dev.type == 'cuda':
+    if self.cfg.channels_last:
         image = image.contiguous(memory_format=torch.channels_last if image.ndim == 4 else torch.channels_last_3d)
     return image, batch['availability'].to(dev, non_blocking=True).bool(), label
+
+@patch
+def _skip_absent_encoders(self:Trainer, avail:torch.Tensor):
+    "No gradient (None) for the encoders of modalities that no sample of the step has, on any rank: AdamW leaves them."
+    present = avail.any(0).float()
+    if self.world > 1: dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    for m in (present == 0).nonzero().flatten().tolist():
+        for p in self.model.encoders[m].parameters(): p.grad = None
 
 @patch
 def train_step(self:Trainer, batch:dict)->dict|None:
@@ -285,6 +293,7 @@ def train_step(self:Trainer, batch:dict)->dict|None:
     if finite.item() == 1:
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimiser)
+        if self.cfg.absent_encoders == 'skip': self._skip_absent_encoders(avail)
         norm = float(nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or math.inf))
         if math.isfinite(norm) or self.scaler.is_enabled(): self.scaler.step(self.optimiser)  # the fp16 scaler skips inf itself
         self.scaler.update()
@@ -367,10 +376,11 @@ def end_epoch(self:Trainer):
     row.update(time_s=seconds, steps_per_s=self.steps / max(seconds, 1e-9), **_peak_memory(self.device))
     row.update(self._dtm_row())
     if cfg.val_every and self.val_set is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
-        if self.main:
-            df = validate(self.model, self.val_set, cfg, self.amp_dtype, epoch=self.epoch)
-            df.to_csv(self.out/'val.csv', mode='a', header=not (self.out/'val.csv').exists(), index=False)
-            row.update(summarise_validation(df, cfg.regions))
+        # every rank scores its share of the cases, so no rank waits in a collective while another validates alone
+        df = validate(self.model, self.val_set, cfg, self.amp_dtype, epoch=self.epoch, rank=self.rank, world=self.world)
+        if self.world > 1: df = pd.concat(self._gather(df), ignore_index=True).sort_values('case', kind='stable')
+        if self.main: df.to_csv(self.out/'val.csv', mode='a', header=not (self.out/'val.csv').exists(), index=False)
+        row.update(summarise_validation(df, cfg.regions))
         row = self._gather(row)[0]
     self.sums = {}
     better = 'val_mean' in row and row['val_mean'] > self.best

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08d_trainparts.ipynb #d0b45e54
 from __future__ import annotations
-import inspect, os, warnings
+import datetime, inspect, os, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -83,7 +83,9 @@ def init_distributed(cfg:TrainConfig)->tuple[int, int, torch.device]:
     if world > 1:
         if device.type == 'cuda':
             local = int(os.environ.get('LOCAL_RANK', 0)); torch.cuda.set_device(local); device = torch.device('cuda', local)
-        if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+        if not dist.is_initialized():
+            timeout = {} if cfg.ddp_timeout is None else {'timeout': datetime.timedelta(seconds=cfg.ddp_timeout)}
+            dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', **timeout)
         return dist.get_rank(), dist.get_world_size(), device
     return 0, 1, device
 
@@ -99,10 +101,12 @@ def val_masks(cfg:TrainConfig)->list[tuple[str, tuple]]:
                  for s in cfg.val_subsets]
     return [('+'.join(m for m, a in zip(mods, mask) if a) if not all(mask) else 'all', mask) for mask in masks]
 
-def validate(model:nn.Module, dataset, cfg:TrainConfig, amp_dtype=None, epoch:int|None=None)->pd.DataFrame:
+def validate(model:nn.Module, dataset, cfg:TrainConfig, amp_dtype=None, epoch:int|None=None,
+             rank:int=0, world:int=1,   # under DDP: this rank scores every `world`-th case from the `rank`-th
+            )->pd.DataFrame:
     "Dice per case, subset and region on (at most `cfg.val_cases`) cases of `dataset`, inferred as evaluation infers."
     settings, rows = inference_settings(cfg), []
-    for i in range(min(len(dataset), cfg.val_cases)):
+    for i in range(min(len(dataset), cfg.val_cases))[rank::world]:
         item = dataset[i]
         label, files = np.asarray(item['label']), np.asarray(item['availability'], bool)
         todo = [(name, np.asarray(mask, bool) & files) for name, mask in val_masks(cfg)]

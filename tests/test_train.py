@@ -212,6 +212,69 @@ def test_bf16_autocast_through_fit_with_gradient_scaling(cache, tmp_path):
     h = trainer.dtm.history
     assert len(h) == 3 * 4 and h.beta.between(0.05, 4.5).all()          # 'run' schedule: one β update per step here
 
+def test_fp16_gradscaler_through_fit_skips_an_overflow(cache, tmp_path):
+    "fp16 autocast + GradScaler on CPU through fit (DTM's hooks on): an overflowing step is skipped by the scaler, not counted."
+    from dmafnet.train import Trainer
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, steps_per_epoch=3, val_every=0, precision='fp16'))
+    assert trainer.amp_dtype == torch.float16 and trainer.scaler.is_enabled()
+    # the first step's scaled fp16 gradients overflow; the back-off then brings the scale to 2**12
+    trainer.scaler = torch.amp.GradScaler('cpu', init_scale=2.0**40, backoff_factor=2.0**-28)
+    scales, steps = [], []
+    adam_steps = lambda t: int(next(iter(t.optimiser.state.values()))['step']) if t.optimiser.state else 0
+    trainer.callbacks.append(lambda e, t: (scales.append(t.scaler.get_scale()), steps.append(adam_steps(t))) if e == 'step' else None)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    assert trainer.nonfinite_total == 0 and json.loads(open(tmp_path/'log.jsonl').readline())['nonfinite'] == 0
+    assert scales[0] < 2.0**40 and scales == sorted(scales, reverse=True)   # the scale backed off
+    assert steps == [0, 1, 2]                           # the overflowing step did not reach AdamW; the next ones did
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert (trainer.dtm.beta - 1).abs().max() > 0 and torch.isfinite(trainer.dtm.beta).all()
+
+@pytest.mark.parametrize('dims', [2, 3])
+def test_channels_last_trains_and_evaluates(cache, tmp_path, dims):
+    "channels-last (2D) / channels-last-3d on CPU: a training step, then evaluation agrees with the contiguous model."
+    from dmafnet.train import Trainer
+    from dmafnet.trainparts import load_model
+    from dmafnet.inference import predict_subsets
+    from dmafnet.data import load_cached
+    three = dict(spatial_dims=3, patch_size=[32, 32, 32], batch_size=1) if dims == 3 else {}
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, steps_per_epoch=2, val_every=0, channels_last=True, **three))
+    fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+    conv = next(p for p in trainer.model.parameters() if p.ndim == dims + 2)
+    assert conv.is_contiguous(memory_format=fmt)
+    trainer.fit()
+    assert trainer.nonfinite_total == 0 and np.isfinite(trainer.last_parts['loss'])
+    model, _ = load_model(tmp_path/'checkpoints'/'last.pt')
+    case = load_cached(sorted(cache.glob('*.npz'))[0])
+    image = case['image'] if dims == 3 else case['image'][:, :, :, case['image'].shape[-1] // 2]
+    masks = [[True] * 4, [False, True, False, False]]
+    plain = predict_subsets(model, image, masks, patch_size=(32,) * dims if dims == 3 else None)
+    model = model.to(memory_format=fmt)
+    last = predict_subsets(model, image, masks, patch_size=(32,) * dims if dims == 3 else None)
+    for a, b in zip(plain, last): torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+@pytest.mark.parametrize('choice', ['update', 'skip'])
+def test_absent_encoders(cache, tmp_path, choice):
+    "A modality absent from a whole batch: 'update' lets AdamW move its encoder (zero gradient), 'skip' leaves it as it was."
+    from dmafnet.train import Trainer
+    trainer = Trainer(tiny(cache, tmp_path, epochs=1, steps_per_epoch=3, val_every=0, absent_encoders=choice, dtm=False))
+    loader, snap = trainer.loader, {}
+    def without_flair():
+        for i, b in enumerate(loader):
+            if i >= 1: b['availability'] = b['availability'].clone().bool(); b['availability'][:, 0] = False
+            yield b
+    class Loader:
+        def __iter__(self): return without_flair()
+    trainer.loader = Loader()
+    enc = lambda: [p.detach().clone() for p in trainer.model.encoders[0].parameters()]
+    trainer.callbacks.append(lambda e, t: snap.setdefault(t.global_step, enc()) if e == 'step' else None)
+    trainer.fit()
+    moved = any(not torch.equal(a, b) for a, b in zip(snap[1], snap[3]))
+    assert moved == (choice == 'update')
+    others = [p.detach() for p in trainer.model.encoders[1].parameters()]
+    assert len(others) and trainer.nonfinite_total == 0
+
 def test_dtm_schedule_follows_the_run(cache, tmp_path):
     "Under the default 'run' schedule β is updated as often as the paper's 300 epochs would, whatever the run's length."
     from dmafnet.train import Trainer
@@ -286,6 +349,59 @@ def test_ddp_gloo_two_processes(cache, tmp_path):
     assert st['world'] == 2 and len(st['ranks']) == 2 and same_state(st['model'], r0['model'])
     assert len(open(tmp_path/'log.jsonl').readlines()) == 2
 
+UNEVEN = textwrap.dedent('''
+    import json, os, sys, time, torch
+    torch.set_num_threads(1)
+    import dmafnet.trainparts as parts
+    from dmafnet.config import TrainConfig
+    from dmafnet.datasets import VolumeDataset
+    from dmafnet.train import Trainer
+    cfg, slow = TrainConfig.from_dict(json.loads(sys.argv[1])), float(sys.argv[2])
+    t = Trainer(cfg)
+    loader = t.loader
+    def uneven():   # rank 0: every modality; rank 1: t1ce alone, and at its second step t2 alone
+        for i, b in enumerate(loader):
+            a = torch.zeros_like(b['availability'], dtype=torch.bool)
+            if t.rank == 0: a[:] = True
+            else: a[:, 3 if i == 1 else 1] = True
+            b['availability'] = a; yield b
+    class Loader:
+        def __iter__(self): return uneven()
+    t.loader = Loader()
+    if slow:        # three validation cases, each slowed by `slow` seconds: one rank alone would wait 3·slow
+        t.val_set = VolumeDataset(t.data.cache, t.data.val + t.data.train[:2])
+        infer = parts.predict_subsets
+        def slowed(*a, **k): time.sleep(slow); return infer(*a, **k)
+        parts.predict_subsets = slowed
+    t.fit()
+    torch.save({'model': t.model.state_dict(), 'beta': t.dtm.beta.cpu(), 'k': t.dtm.k.cpu() if t.dtm.k is not None else None},
+               os.path.join(cfg.out, f'rank{t.rank}.pt'))
+''')
+
+def torchrun(tmp_path, script, *args, timeout=400):
+    (tmp_path/'run.py').write_text(script)
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                           str(tmp_path/'run.py'), *args], env=dict(ENV, GLOO_SOCKET_IFNAME='lo'),
+                          capture_output=True, text=True, timeout=timeout)
+
+def test_ddp_different_availability_per_rank(cache, tmp_path):
+    "gloo, 2 processes: every modality on one rank, a single one on the other (find_unused_parameters off): no hang, same weights and β."
+    cfg = tiny(cache, tmp_path, epochs=2, steps_per_epoch=2, val_every=0)
+    assert not cfg.ddp_find_unused
+    r = torchrun(tmp_path, UNEVEN, json.dumps(cfg.to_dict()), '0', timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path/f'rank{i}.pt', weights_only=True) for i in range(2))
+    assert same_state(r0['model'], r1['model'])
+    assert torch.equal(r0['beta'], r1['beta']) and not torch.equal(r0['beta'], torch.ones(4))
+
+def test_ddp_validation_is_shared_and_outlasts_no_timeout(cache, tmp_path):
+    "A validation slowed past the process group's timeout: shared over the ranks, no rank waits long enough to abort."
+    cfg = tiny(cache, tmp_path, epochs=1, steps_per_epoch=1, val_every=1, val_cases=3, ddp_timeout=12)
+    r = torchrun(tmp_path, UNEVEN, json.dumps(cfg.to_dict()), '5', timeout=300)   # 3 cases × 5 s: 15 s on one rank
+    assert r.returncode == 0, r.stderr[-4000:]
+    val = pd.read_csv(tmp_path/'val.csv')
+    assert val.case.nunique() == 3 and 'val_mean' in json.loads(open(tmp_path/'log.jsonl').readline())
+
 def test_papermill_run_notebook(cache, tmp_path):
     "nbs/runs/train.ipynb at tiny size, as `make demo` runs it: progress lines reach papermill's log, the HTML opens on the summary."
     overrides = dict(base_width=4, patch_size=[32, 32], batch_size=2, steps_per_epoch=2, val_cases=1, val_subsets=[14],
@@ -329,3 +445,24 @@ def test_cuda_brats2020_preset_amp(tmp_path):
     trainer.fit()
     assert len(losses) >= 290 and np.mean(losses[-50:]) < 0.8 * np.mean(losses[:50])
     assert torch.cuda.max_memory_allocated() > 0
+
+@pytest.mark.slow
+def test_compile_with_gradient_scaling_matches_eager():
+    "torch.compile of the network with DTM's gradient-scaling hooks on (k ≠ 1): the same gradients as eager."
+    from dmafnet.network import DMAFNet
+    torch.manual_seed(0)
+    net = DMAFNet(4, 4, spatial_dims=2, base_width=4)
+    x, avail = torch.randn(2, 4, 32, 32), torch.tensor([[1, 1, 0, 1], [1, 1, 1, 1]], dtype=torch.bool)
+    net.set_grad_scale(torch.tensor([0.5, 1., 2., 3.]))
+    def grads(model):
+        net.zero_grad(set_to_none=True)
+        out = model(x, avail)
+        (out.logits.square().mean() + out.modality_logits.square().mean()).backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    eager, compiled = grads(net), grads(torch.compile(net))
+    assert eager.keys() == compiled.keys() and len(eager) > 10
+    for n in eager: torch.testing.assert_close(compiled[n], eager[n], rtol=1e-4, atol=1e-5, msg=n)
+    net.set_grad_scale(None)
+    plain = grads(net)
+    enc = [n for n in eager if n.startswith('encoders.3.')]
+    assert enc and all(torch.allclose(eager[n], 3 * plain[n], rtol=1e-4, atol=1e-6) for n in enc)   # the hooks acted

@@ -1,0 +1,26 @@
+"""The GPU acceptance command runs end to end (toy sizes, on the CPU here) and writes its results files; without
+CUDA and without --smoke it writes that the GPU path is unmeasured."""
+import json, os, subprocess, sys
+from pathlib import Path
+from conftest import ROOT
+
+ENV = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+
+def test_gpu_check_smoke(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'gpu_check.py'), '--smoke', '--results', str(tmp_path/'gpu'),
+                        '--work', str(tmp_path/'work')], capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path/'gpu.json').read_text())
+    assert res['smoke']['steps'] == 4 and res['smoke']['nonfinite'] == 0
+    assert res['speed'] and all('error' not in v and v['steps_per_s'] > 0 for v in res['speed'])
+    assert res['evaluation']['subsets'] == 2 and res['evaluation']['seconds'] > 0
+    assert 'skipped' in res['ddp']
+    md = (tmp_path/'gpu.md').read_text()
+    assert '## 1. Smoke run' in md and '| variant | steps/s' in md and 'CPU (no CUDA device)' in md
+
+def test_gpu_check_without_cuda_says_unmeasured(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'gpu_check.py'), '--results', str(tmp_path/'gpu')],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'gpu.json').read_text())['unmeasured']
+    assert '**Unmeasured.**' in Path(tmp_path/'gpu.md').read_text()
