@@ -16,11 +16,8 @@ from .missing import parse_mask
 __all__ = ['STAT_ROWS', 'GAPS', 'SCHEDULES', 'availability_table', 'omega_from_counts', 'DTM', 'plot_dtm_history']
 
 # %% ../nbs/07_dtm.ipynb #8dc66e6b
-def _parse_mask(v): # one mask: a PASSION CSV cell (`dmafnet.missing.parse_mask`), a sequence, or an array
-    if not isinstance(v, str): return np.asarray(v).astype(bool)
-    m = parse_mask(v)
-    if m is None: raise ValueError(f"mask {v!r} is not a list like [True, False, True, True]")
-    return np.asarray(m, bool)
+def _as_mask(v): # one mask: a PASSION CSV cell (`dmafnet.missing.parse_mask`), a sequence, or an array
+    return np.asarray(parse_mask(v) if isinstance(v, str) else v).astype(bool)
 
 def availability_table(masks, # a mask table (DataFrame with a `mask` column, or its CSV path), a dict name → mask, or an N×M array
                       )->np.ndarray:
@@ -34,7 +31,7 @@ def availability_table(masks, # a mask table (DataFrame with a `mask` column, or
         masks = list(masks['mask'])
     elif isinstance(masks, dict): masks = list(masks.values())
     elif isinstance(masks, torch.Tensor): masks = masks.cpu().numpy()
-    arr = np.stack([_parse_mask(v) for v in masks]) if len(masks) else np.zeros((0, 0), bool)
+    arr = np.stack([_as_mask(v) for v in masks]) if len(masks) else np.zeros((0, 0), bool)
     if arr.ndim != 2 or arr.shape[0] == 0: raise ValueError(f"availability table must be N×M with N ≥ 1, got shape {arr.shape}")
     return arr
 

@@ -189,10 +189,12 @@ _IDS_RE = re.compile(r'\[\s*(\d+(?:\s*,\s*\d+)*)?\s*\]')
 
 def _fmt(values)->str: return '[' + ', '.join(str(v) for v in values) + ']'
 
-def parse_mask(cell:str)->tuple|None:
-    "One mask cell as a tuple of bool: `[True, False]`, numpy ≥ 2's `[np.True_, np.False_]`, `[1, 0]`, `[true, false]`; None if it is none of these."
+def parse_mask(cell:str,          # a mask cell of a CSV
+               where:str|None=None, # where it comes from (file, line, case), for the error
+              )->tuple:
+    "One mask cell as a tuple of bool: `[True, False]`, numpy ≥ 2's `[np.True_, np.False_]`, `[1, 0]`, `[true, false]`; else a ValueError."
     m = _MASK_RE.fullmatch(str(cell).strip())
-    if m is None: return None
+    if m is None: raise ValueError(f"{where + ': ' if where else ''}mask {cell!r} is not a list like [True, False, True, True]")
     return tuple(v.strip().split('.')[-1].rstrip('_').lower() in ('true', '1') for v in m.group(1).split(','))
 
 def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask)
@@ -237,8 +239,7 @@ def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
         name, mid, mcell, pcell = (c.strip() for c in row[skip:])
         where += f" ({name})"
         if not name: raise ValueError(f"{where}: empty data_name")
-        mask = parse_mask(mcell)
-        if mask is None: raise ValueError(f"{where}: mask {mcell!r} is not a list like [True, False, True, True]")
+        mask = parse_mask(mcell, where)
         if n_modalities is not None and len(mask) != n_modalities:
             raise ValueError(f"{where}: mask {mcell} has {len(mask)} entries, expected {n_modalities}")
         if out['mask'] and len(mask) != len(out['mask'][0]):
