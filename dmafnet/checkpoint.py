@@ -8,6 +8,7 @@ import os, random, warnings
 from pathlib import Path
 import numpy as np
 import torch
+from .core import atomic_write
 
 # %% auto #0
 __all__ = ['FORMAT', 'to_plain', 'check_plain', 'rng_state', 'set_rng_state', 'previous_path', 'save_checkpoint',
@@ -74,14 +75,8 @@ def save_checkpoint(state:dict,               # tensors and plain types only (se
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = {'format': FORMAT, **state}
     check_plain(state)
-    tmp = path.with_name(path.name + '.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(state, f); f.flush(); os.fsync(f.fileno())
-    except BaseException:  # a full disk, an interrupt: no half file left behind, `path` untouched
-        tmp.unlink(missing_ok=True); raise
-    if keep_previous and path.exists(): os.replace(path, previous_path(path))
-    os.replace(tmp, path)
+    # a full disk, an interrupt: no half file left behind, `path` untouched
+    with atomic_write(path, 'wb', fsync=True, keep=previous_path(path) if keep_previous else None) as f: torch.save(state, f)
     try:
         fd = os.open(path.parent, os.O_RDONLY); os.fsync(fd); os.close(fd)
     except OSError: pass  # directories cannot be fsynced on every platform

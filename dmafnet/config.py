@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from fastcore.basics import patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES, PROGRESS_MODES
+from .core import BRATS_MODALITIES, MYOPS_MODALITIES, PROGRESS_MODES, atomic_write
 from .metrics import BRATS_REGIONS, MYOPS_REGIONS
 
 # %% auto #0
@@ -266,7 +266,7 @@ def save_config(cfg:TrainConfig, # configuration to write
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     d = cfg.to_dict()
     text = json.dumps(d, indent=2) if path.suffix == '.json' else yaml.safe_dump(d, sort_keys=False)
-    tmp = path.with_name(path.name + '.tmp'); tmp.write_text(text); tmp.replace(path)
+    with atomic_write(path) as f: f.write(text)
     return path
 
 def load_config(path:str|Path,     # .yaml, .yml or .json holding some or all fields

@@ -5,14 +5,16 @@
 # %% ../nbs/00_core.ipynb #fa4d3d46
 from __future__ import annotations
 import os, random, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'PROGRESS_MODES', 'modality_names',
-           'NetOutput', 'check_availability', 'default_device', 'seed_everything', 'in_test', 'progress_mode', 'clock',
-           'Progress']
+           'NetOutput', 'check_availability', 'default_device', 'seed_everything', 'in_test', 'atomic_write',
+           'progress_mode', 'clock', 'Progress']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
@@ -84,6 +86,25 @@ def seed_everything(seed:int # one seed for python, numpy and torch
 def in_test()->bool:
     "True under `nbdev_test` (which sets IN_TEST): notebooks shrink their work then."
     return bool(os.environ.get('IN_TEST'))
+
+# %% ../nbs/00_core.ipynb #014cbad6
+@contextmanager
+def atomic_write(path,                # the file to (re)write
+                 mode:str='w',        # 'w' (text) or 'wb' (binary)
+                 fsync:bool=False,    # flush the data to disk before the rename (checkpoints)
+                 keep:Path|None=None, # move the file already at `path` here just before the rename
+                 **open_kw):          # e.g. newline='' for CSV
+    "Open `<path>.tmp` for writing; on success it replaces `path` (optionally keeping the old file), on an error it is removed."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    try:
+        with open(tmp, mode, **open_kw) as f:
+            yield f
+            if fsync: f.flush(); os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+    if keep is not None and path.exists(): os.replace(path, keep)
+    os.replace(tmp, path)
 
 # %% ../nbs/00_core.ipynb #bd525e64
 PROGRESS_MODES = ('auto', 'bars', 'lines', 'off')

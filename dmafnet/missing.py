@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse, Param
-from .core import BRATS_MODALITIES, modality_names
+from .core import BRATS_MODALITIES, modality_names, atomic_write
 from .formats import list_cases
 
 # %% auto #0
@@ -208,14 +208,11 @@ def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask
         bad = int(np.flatnonzero(np.asarray(df['mask_id'], int) != table['mask_id'].to_numpy())[0])
         raise ValueError(f"{path}: row {bad} ({table['data_name'][bad]}): mask_id {df['mask_id'].iloc[bad]} does not "
                          f"match mask {_fmt(table['mask'][bad])} (id {table['mask_id'][bad]})")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', newline='') as f:
+    with atomic_write(path, newline='') as f:   # a reader never sees half a table
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in table.itertuples(index=False):
             w.writerow([r.data_name, r.mask_id, _fmt(r.mask), _fmt(r.pos_mask_ids)])
-    tmp.replace(path)                     # atomic: a reader never sees half a table
     return path
 
 def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)

@@ -460,8 +460,9 @@ def test_compile_with_gradient_scaling_matches_eager():
         (out.logits.square().mean() + out.modality_logits.square().mean()).backward()
         return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     eager, compiled = grads(net), grads(torch.compile(net))
-    assert eager.keys() == compiled.keys() and len(eager) > 10
+    assert eager.keys() <= compiled.keys() and len(eager) > 10
     for n in eager: torch.testing.assert_close(compiled[n], eager[n], rtol=1e-4, atol=1e-5, msg=n)
+    for n in compiled.keys() - eager.keys(): assert not compiled[n].any(), n   # compiled graphs give unused heads zeros
     net.set_grad_scale(None)
     plain = grads(net)
     enc = [n for n in eager if n.startswith('encoders.3.')]
