@@ -7,7 +7,7 @@ from dmafnet.core import BRATS_MODALITIES
 from dmafnet.data import read_brats_case, encode_labels, load_cached, write_label_nifti
 from dmafnet.formats import detect_layout, list_cases, case_loader, find_msd_cases, read_msd_case, find_nnunet_cases, read_nnunet_case
 from dmafnet.metrics import BRATS_REGIONS, region_mask
-from dmafnet.preprocess import preprocess_dataset
+from dmafnet.preprocess import preprocess_dataset, preprocess_cli
 from dmafnet.datasets import VolumeDataset
 from dmafnet.testing import make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet
 
@@ -107,6 +107,8 @@ def test_msd_bad_input(tmp_path):
     (d / 'dataset.json').unlink()
     with pytest.raises(FileNotFoundError, match=r'Task01_BrainTumour/dataset\.json: missing'): detect_layout(d)
     with pytest.raises(FileNotFoundError, match=r'dataset\.json: missing'): list_cases(d, 'msd')
+    with pytest.raises(SystemExit, match=r'dmafnet-preprocess: .*dataset\.json: missing'):
+        preprocess_cli.__wrapped__(data=str(d), out=str(tmp_path / 'cache2'))
 
 # ---- nnU-Net v2 raw: one file per channel, channel_names and labels in dataset.json
 
