@@ -14,9 +14,9 @@ from .data import (encode_labels, is_nifti, nifti_stem, load_nifti, read_volumes
 # %% auto #0
 __all__ = ['MYOPS_LABEL_NAMES', 'BRATS2023_FILES', 'BRATS2023_LABELS', 'LAYOUTS', 'READERS', 'canonical_name', 'resolve_names',
            'rfnet_files', 'read_rfnet_case', 'find_myops_cases', 'read_myops_case', 'centre_box',
-           'preprocess_myops_case', 'find_brats2023_cases', 'read_brats2023_case', 'brats_modality', 'brats_class',
-           'channel_table', 'label_table', 'read_dataset_json', 'find_msd_cases', 'read_msd_case', 'find_nnunet_cases',
-           'read_nnunet_case', 'detect_layout', 'list_cases', 'case_loader']
+           'preprocess_myops_case', 'find_brats2023_cases', 'read_brats2023_case', 'read_case_folder', 'brats_modality',
+           'brats_class', 'channel_table', 'label_table', 'read_dataset_json', 'find_msd_cases', 'read_msd_case',
+           'find_nnunet_cases', 'read_nnunet_case', 'detect_layout', 'list_cases', 'case_loader']
 
 # %% ../nbs/01b_formats.ipynb #2f92df3b
 def canonical_name(name:str)->str:
@@ -125,6 +125,14 @@ def read_brats2023_case(case_dir # one `BraTS-GLI-XXXXX-XXX` folder
     found = find_case_files(case_dir, tuple(BRATS2023_FILES.values()), sep='-')
     files = {m: found[f] for m, f in BRATS2023_FILES.items()} | {'label': found['label']}
     return read_volumes(files, BRATS_MODALITIES, BRATS2023_LABELS, name=case_dir.name)
+
+# %% ../nbs/01b_formats.ipynb #d9e61a52
+def read_case_folder(case_dir # one BraTS case folder: 2020/2021 (`_flair`, …) or 2023+ (`-t2f`, …) naming
+                    )->dict:
+    "Read one BraTS case folder of any release into our channel order, its raw labels and their values."
+    suffixes = tuple('-' + f for f in BRATS2023_FILES.values())
+    if any(nifti_stem(p).lower().endswith(suffixes) for p in Path(case_dir).glob('*.nii*')): return read_brats2023_case(case_dir)
+    return read_brats_case(case_dir)
 
 # %% ../nbs/01b_formats.ipynb #e0927af6
 _BRATS_ALIASES = {'flair': ('flair', 't2f', 't2flair'), 't1ce': ('t1ce', 't1c', 't1gd', 't1contrast', 't1post'),

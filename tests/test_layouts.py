@@ -175,19 +175,32 @@ def test_nnunet_bad_input(tmp_path):
 # ---- a tiny train → evaluate round trip through the commands, on one layout
 
 def test_cli_train_and_evaluate_on_brats2023(tmp_path):
-    "dmafnet-preprocess, dmafnet-train (2D, 2 steps) and dmafnet-evaluate on the raw 2023 folder, at one thread."
+    "The 2023 folder preprocessed, then dmafnet-train (2D, 2 steps), dmafnet-evaluate and a prediction on a raw case folder, at one thread."
     d = tmp_path / 'gli'
     for i in range(4): make_test_brats2023_case(d / f'BraTS-GLI-{i:05d}-000', shape=(32, 32, 20), seed=i)
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     run = lambda *a: subprocess.run([str(x) for x in a], capture_output=True, text=True, env=env, timeout=300)
-    r = run(BIN / 'dmafnet-preprocess', '--data', d, '--out', tmp_path / 'cache', '--min_size', '32'); assert r.returncode == 0, r.stderr[-3000:]
-    assert '4 of 4 cases ready' in r.stdout
+    assert (preprocess_dataset(d, tmp_path / 'cache', min_size=32, verbose=False).status == 'loaded').all()  # as dmafnet-preprocess
     r = run(BIN / 'dmafnet-train', '--preset', 'phantom', '--data', tmp_path / 'cache', '--out', tmp_path / 'run', '--epochs', '1',
             '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2', 'val_cases=1',
             'val_subsets=[14]', 'val_every=1', 'progress=false')
     assert r.returncode == 0, r.stderr[-3000:]
     ck = next((tmp_path / 'run' / 'checkpoints').glob('*.pt'))
     r = run(BIN / 'dmafnet-evaluate', '--checkpoint', ck, '--data', tmp_path / 'cache', '--out', tmp_path / 'report',
-            '--split', 'all', '--subset_ids', '14')
+            '--split', 'all', '--cases', '2', '--subset_ids', '14')
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'mean Dice' in r.stdout and (tmp_path / 'report' / 'scores.csv').is_file()
+    # a raw 2023 case folder predicted: the release's geometry and its own label values (no 4)
+    import torch
+    from dmafnet.evaluate import load_eval_case, predict_case
+    from dmafnet.trainparts import load_model
+    from dmafnet.inference import inference_settings
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        model, config = load_model(ck, device='cpu')
+        case = load_eval_case(d / 'BraTS-GLI-00000-000')
+        out = tmp_path / 'pred.nii.gz'; full = predict_case(model, case, out, **inference_settings(config))
+    finally: torch.set_num_threads(n)
+    ref = nib.load(str(d / 'BraTS-GLI-00000-000' / 'BraTS-GLI-00000-000-t2f.nii.gz')); img = nib.load(str(out))
+    assert img.shape == ref.shape and np.allclose(img.affine, ref.affine) and set(np.unique(full).tolist()) <= {0, 1, 2, 3}
+    assert case['label_values'].tolist() == [0, 1, 2, 3]
