@@ -129,6 +129,9 @@ def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved again
     train, val = resolve_split(cfg, cache)
     masks = resolve_masks(cfg, train)
     table, availability = _case_table(cache), {}
+    have = tuple(c[4:] for c in table.columns if c.startswith('has_'))  # the modalities the cache was preprocessed with
+    if have and have != tuple(cfg.modalities):
+        raise ValueError(f"config field 'dataset': {cache} holds modalities {have}; {cfg.dataset!r} reads {tuple(cfg.modalities)}")
     if masks is not None:
         mdict = mask_dict(masks)
         try: keys = resolve_names(train, list(mdict), context=f"config field '{'mask_csv' if cfg.mask_csv else 'setting'}': "

@@ -139,6 +139,12 @@ def test_nnunet_generic(tmp_path):
     df = preprocess_dataset(d, tmp_path / 'cache', min_size=16, verbose=False)
     assert df.status.tolist() == ['loaded'] and df.has_PET.tolist() == [True]
     assert tuple(load_cached(tmp_path / 'cache' / 'BraTS_001.npz')['modalities']) == ('CT', 'PET', 'MR', 'DWI')
+    from dmafnet.config import preset
+    from dmafnet.traindata import prepare_data
+    (tmp_path / 'split').mkdir(); (tmp_path / 'split' / 'train.txt').write_text('BraTS_001\n')
+    cfg = preset('phantom', data=str(tmp_path / 'cache'), out=str(tmp_path / 'run'), split=str(tmp_path / 'split'))
+    with pytest.raises(ValueError, match=r"config field 'dataset': .* holds modalities \('CT', 'PET', 'MR', 'DWI'\); 'brats' reads"):
+        prepare_data(cfg)  # not trained as BraTS by mistake
 
 def test_nnunet_bad_input(tmp_path):
     d = make_test_nnunet(tmp_path / 'Dataset137_BraTS', n_cases=2, missing={0: ('t1',), 1: ('t1',)})  # T1 is channel 0
