@@ -208,7 +208,7 @@ def _config_dict(config)->dict:
 
 @call_parse
 def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str, required=True)=None,
-                 data:Param("data folder (BraTS case folders) or preprocessed cache", str, required=True)=None,
+                 data:Param("data folder of any layout (BraTS 2020/2021/2023, MSD, nnU-Net v2, RFNet, MyoPS) or preprocessed cache", str, required=True)=None,
                  out:Param("report folder", str, required=True)=None,
                  split:str='test',            # 'test', 'val', 'train' or 'all'
                  cases:int=0,                 # evaluate at most this many cases (0: all)
