@@ -176,6 +176,7 @@ def label_table(labels:dict,               # dataset.json's labels: name → val
     bad = {k: v for k, v in labels.items() if not (isinstance(v, int) or (isinstance(v, list) and v and all(isinstance(x, int) for x in v)))}
     if bad: raise ValueError(f"{context}: label values must be integers or lists of integers (regions), got {bad}")
     if labels.get('background', 0) != 0: raise ValueError(f"{context}: 'background' must be 0, got {labels['background']}")
+    if 'ignore' in labels: raise ValueError(f"{context}: an 'ignore' label ({labels['ignore']}) is not supported; relabel those voxels")
     if any(isinstance(v, list) for v in labels.values()):
         regions = {_region(k): {v} if isinstance(v, int) else set(v) for k, v in labels.items() if k != 'background'}
         if set(regions) != {'WT', 'TC', 'ET'}:
@@ -189,9 +190,13 @@ def label_table(labels:dict,               # dataset.json's labels: name → val
         return (0, *sorted(member, key=member.get))
     values = {int(v): k for k, v in labels.items()}
     if len(values) != len(labels): raise ValueError(f"{context}: two labels share a value: {labels}")
-    classes = {brats_class(k): v for k, v in labels.items()}
-    if None not in classes and len(classes) == len(labels) and sorted(classes) == [0, 1, 2, 3]: return tuple(classes[k] for k in range(4))
+    if _brats_named(labels): return tuple({brats_class(k): v for k, v in labels.items()}[c] for c in range(4))
     return tuple(sorted(values | {0: 'background'}))
+
+def _brats_named(labels:dict)->bool:
+    "Whether the labels are BraTS's: regions (checked by `label_table`), or one name for each of the 4 classes."
+    classes = [brats_class(k) for k in labels]
+    return any(isinstance(v, list) for v in labels.values()) or (None not in classes and sorted(classes) == [0, 1, 2, 3])
 
 # %% ../nbs/01b_formats.ipynb #bc296c2c
 def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
@@ -216,8 +221,12 @@ def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
     modalities, modality_of = channel_table(channels, str(path))
     end = d.get('file_ending', '.nii.gz')
     if end not in ('.nii.gz', '.nii'): raise ValueError(f"{path}: file_ending {end!r}; only NIfTI ('.nii.gz', '.nii') is read")
+    label_values = label_table(labels, str(path))
+    if modalities != BRATS_MODALITIES or not _brats_named(labels):
+        warnings.warn(f"{path}: channels {channels} / labels {list(labels)} are not all BraTS's; read as the data set names them "
+                      f"(modalities {modalities}, raw label values {label_values})")
     return dict(path=path, kind='msd' if msd else 'nnunet', channels=channels, modalities=modalities, modality_of=modality_of,
-                label_values=label_table(labels, str(path)), file_ending=end, num_training=d.get('numTraining'))
+                label_values=label_values, file_ending=end, num_training=d.get('numTraining'))
 
 # %% ../nbs/01b_formats.ipynb #14e3e18e
 _SPLIT_FOLDERS = (('imagesTr', 'labelsTr'), ('imagesTs', 'labelsTs'))

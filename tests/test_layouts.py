@@ -134,9 +134,10 @@ def test_nnunet_generic(tmp_path):
     d = make_test_nnunet(tmp_path / 'Dataset201_Other', n_cases=1)
     (d / 'dataset.json').write_text(json.dumps(dict(channel_names={'0': 'CT', '1': 'PET', '2': 'MR', '3': 'DWI'},
                                                     labels={'background': 0, 'a': 1, 'b': 2, 'c': 3}, numTraining=1, file_ending='.nii.gz')))
-    raw = read_nnunet_case(find_nnunet_cases(d)['BraTS_001'], 'BraTS_001')
+    with pytest.warns(UserWarning, match=r"are not all BraTS's; read as the data set names them \(modalities \('CT', 'PET', 'MR', 'DWI'\), raw label values \(0, 1, 2, 3\)\)"):
+        raw = read_nnunet_case(find_nnunet_cases(d)['BraTS_001'], 'BraTS_001')
     assert raw['modalities'] == ('CT', 'PET', 'MR', 'DWI') and raw['label_values'] == (0, 1, 2, 3)
-    df = preprocess_dataset(d, tmp_path / 'cache', min_size=16, verbose=False)
+    with pytest.warns(UserWarning, match="not all BraTS's"): df = preprocess_dataset(d, tmp_path / 'cache', min_size=16, verbose=False)
     assert df.status.tolist() == ['loaded'] and df.has_PET.tolist() == [True]
     assert tuple(load_cached(tmp_path / 'cache' / 'BraTS_001.npz')['modalities']) == ('CT', 'PET', 'MR', 'DWI')
     from dmafnet.config import preset
@@ -145,6 +146,14 @@ def test_nnunet_generic(tmp_path):
     cfg = preset('phantom', data=str(tmp_path / 'cache'), out=str(tmp_path / 'run'), split=str(tmp_path / 'split'))
     with pytest.raises(ValueError, match=r"config field 'dataset': .* holds modalities \('CT', 'PET', 'MR', 'DWI'\); 'brats' reads"):
         prepare_data(cfg)  # not trained as BraTS by mistake
+    meta = json.loads((d / 'dataset.json').read_text())  # BraTS channels, other labels (3 classes): refused too
+    (d / 'dataset.json').write_text(json.dumps(dict(meta, channel_names={'0': 'T1', '1': 'T1ce', '2': 'T2', '3': 'Flair'},
+                                                    labels={'background': 0, 'lesion': 1, 'scar': 2})))
+    for f in (d / 'labelsTr').iterdir(): lab = _labels(f); nib.save(nib.Nifti1Image(np.minimum(lab, 2), nib.load(str(f)).affine), str(f))
+    with pytest.warns(UserWarning, match="not all BraTS's"):
+        preprocess_dataset(d, tmp_path / 'cache3', min_size=16, verbose=False)
+    with pytest.raises(ValueError, match=r"config field 'dataset': .*BraTS_001\.npz has 3 classes \(raw labels \[0, 1, 2\]\); 'brats' has 4"):
+        prepare_data(cfg.update(data=str(tmp_path / 'cache3')))
 
 def test_nnunet_bad_input(tmp_path):
     d = make_test_nnunet(tmp_path / 'Dataset137_BraTS', n_cases=2, missing={0: ('t1',), 1: ('t1',)})  # T1 is channel 0
