@@ -28,16 +28,21 @@ def nifti_stem(path)->str:
     n = Path(path).name
     return n[:-7] if n.lower().endswith('.nii.gz') else n[:-4] if n.lower().endswith('.nii') else n
 
-def load_nifti(path # a `.nii` or `.nii.gz` file holding one 3D volume
+def load_nifti(path,         # a `.nii` or `.nii.gz` file holding one 3D volume
+               channels=None, # for a 4D file: the names of its channels (last axis), in file order
               )->tuple[np.ndarray, nib.Nifti1Image]:
-    "Read one 3D NIfTI volume: its voxels (checked finite) and the nibabel image (affine, header)."
+    "Read one 3D NIfTI volume (or X×Y×Z×C when `channels` are named): its voxels (checked finite) and the nibabel image."
     path = Path(path)
     try:
         img = nib.load(str(path)); data = np.asanyarray(img.dataobj)
     except Exception as e:  # nibabel raises many types: ImageFileError, EOFError, zlib/gzip errors, OSError
         raise ValueError(f"{path}: not a readable NIfTI file ({type(e).__name__}: {e})") from e
-    if data.ndim == 4 and data.shape[-1] == 1: data = data[..., 0]
-    if data.ndim != 3: raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    if channels is not None:
+        if data.ndim != 4 or data.shape[-1] != len(channels):
+            raise ValueError(f"{path}: expected a 4D volume X×Y×Z×{len(channels)} (channels {', '.join(channels)}), got shape {data.shape}")
+    else:
+        if data.ndim == 4 and data.shape[-1] == 1: data = data[..., 0]
+        if data.ndim != 3: raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise ValueError(f"{path}: {int((~np.isfinite(data)).sum())} NaN/Inf voxels; expected finite values")
     return data, img
@@ -74,15 +79,18 @@ def decode_labels(label:np.ndarray, values=BRATS_LABELS)->np.ndarray:
     return np.asarray(values, np.uint8 if max(values) < 256 else np.uint16)[label]
 
 # %% ../nbs/01_data.ipynb #60279f49
-def find_case_files(case_dir, modalities=BRATS_MODALITIES)->dict:
-    "Map each modality (and `'label'`) to its file in a BraTS case folder, `None` where absent."
+def find_case_files(case_dir,                     # one case folder
+                    modalities=BRATS_MODALITIES, # the modality names as the files spell them
+                    sep:str='_',                 # between case name and modality ('-' from BraTS 2023 on)
+                   )->dict:
+    "Map each modality (and `'label'`) to its file `<case><sep><modality>.nii[.gz]` in a case folder, `None` where absent."
     case_dir = Path(case_dir)
     if not case_dir.is_dir(): raise FileNotFoundError(f"{case_dir}: no such case folder")
     niis = sorted(p for p in case_dir.iterdir() if p.is_file() and is_nifti(p))
-    if not niis: raise FileNotFoundError(f"{case_dir}: empty case folder; expected {case_dir.name}_"
+    if not niis: raise FileNotFoundError(f"{case_dir}: empty case folder; expected {case_dir.name}{sep}"
                                          f"{{{','.join(modalities)},seg}}.nii[.gz]")
-    rules = [(m, lambda s, m=m: s.endswith('_' + m)) for m in modalities]
-    rules.append(('label', lambda s: s.endswith('_seg') or s.endswith('segm')))
+    rules = [(m, lambda s, m=m: s.endswith(sep + m)) for m in modalities]
+    rules.append(('label', lambda s: s.endswith(sep + 'seg') or s.endswith('segm')))
     out, used = {}, set()
     for key, match in rules:
         hits = [p for p in niis if match(nifti_stem(p).lower())]
@@ -97,12 +105,14 @@ def read_volumes(files:dict,             # modality -> file (None: absent), plus
                  label_values=BRATS_LABELS,   # the raw label values allowed
                  name:str='case',        # named in errors
                  atol:float=1e-3,        # tolerance on affines (mm)
+                 load=None,              # (key, file) -> (voxels, nibabel image); default `load_nifti(file)`
                 )->dict:
     "Read co-registered modality files and an optional label file into one raw case dict."
+    load = load or (lambda key, path: load_nifti(path))
     M = len(modalities); availability = np.zeros(M, bool); image = ref = None
     for i, m in enumerate(modalities):
         if files.get(m) is None: continue
-        data, img = load_nifti(files[m])
+        data, img = load(m, files[m])
         if ref is None: ref = (files[m], img); image = np.zeros((M, *data.shape), np.float32)
         else: _check_grid(files[m], data.shape, img, ref, atol)
         if not data.any():
@@ -112,7 +122,7 @@ def read_volumes(files:dict,             # modality -> file (None: absent), plus
     if not availability.any(): raise ValueError(f"{name}: every modality is missing or all zero; need at least one")
     label = None
     if files.get('label') is not None:
-        lab, limg = load_nifti(files['label']); _check_grid(files['label'], lab.shape, limg, ref, atol)
+        lab, limg = load('label', files['label']); _check_grid(files['label'], lab.shape, limg, ref, atol)
         encode_labels(lab, label_values, context=str(files['label']))  # validates the values
         label = lab.astype(np.uint8 if max(label_values) < 256 else np.uint16)
     img = ref[1]
@@ -262,11 +272,14 @@ def load_cached(path, keys=None # None: all; else only these (cheap for the smal
     return d
 
 # %% ../nbs/01_data.ipynb #33bda461
-def find_cases(data_dir, modalities=BRATS_MODALITIES)->dict:
+def find_cases(data_dir,                     # the folder of case folders, or any folder above it
+               modalities=BRATS_MODALITIES, # the modality names as the files spell them
+               sep:str='_',                 # between case name and modality ('-' from BraTS 2023 on)
+              )->dict:
     "Case name → folder for every BraTS case folder under `data_dir` (and empty folders beside them)."
     data_dir = Path(data_dir)
     if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
-    suffixes = tuple('_' + m for m in modalities)
+    suffixes = tuple(sep + m for m in modalities)
     found = {p.parent for p in data_dir.rglob('*.nii*') if is_nifti(p) and nifti_stem(p).lower().endswith(suffixes)}
     parents = {f.parent for f in found if f != data_dir}  # folders of case folders, inside data_dir
     found |= {d for parent in parents for d in parent.iterdir()  # empty or unrecognised ones beside the cases

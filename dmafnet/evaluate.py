@@ -15,8 +15,8 @@ from .core import BRATS_MODALITIES, default_device, modality_names, Progress
 from .missing import subsets, subset_names
 from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
-from .data import load_cached, read_brats_case, preprocess_case, restore_label, write_label_nifti, uncrop
-from .formats import detect_layout, list_cases, case_loader, resolve_names
+from .data import load_cached, preprocess_case, restore_label, write_label_nifti, uncrop
+from .formats import detect_layout, list_cases, case_loader, resolve_names, read_case_folder
 from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
 
@@ -98,14 +98,14 @@ class Evaluation:
         return write_report(self.scores, out_dir, self.modalities, self.cases, checkpoint, config, self.settings, title)
 
 # %% ../nbs/09_evaluate.ipynb #1e6d9567
-def load_eval_case(source,                  # a cache `.npz`, a BraTS case folder, or a name in `data_dir`
+def load_eval_case(source,                  # a cache `.npz`, a BraTS case folder (2020–2023+ naming), or a name in `data_dir`
                    data_dir=None,           # data or cache folder that `source` names a case of
                   )->dict:
     "A preprocessed case dict from a cache file, a raw case folder or a case name (any layout `dmafnet.data` reads)."
     if data_dir is None:
         p = Path(source)
         if p.suffix == '.npz' and p.is_file(): return load_cached(p)
-        if p.is_dir(): return preprocess_case(read_brats_case(p))
+        if p.is_dir(): return preprocess_case(read_case_folder(p))
         raise FileNotFoundError(f"{p}: neither a cache file (.npz) nor a case folder")
     d = Path(data_dir); layout = detect_layout(d)
     if layout == 'cache': return load_cached(d / f'{source}.npz')
@@ -207,7 +207,7 @@ def _config_dict(config)->dict:
 
 @call_parse
 def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str, required=True)=None,
-                 data:Param("data folder (BraTS case folders) or preprocessed cache", str, required=True)=None,
+                 data:Param("data folder of any layout (BraTS 2020/2021/2023, MSD, nnU-Net v2, RFNet, MyoPS) or preprocessed cache", str, required=True)=None,
                  out:Param("report folder", str, required=True)=None,
                  split:str='test',            # 'test', 'val', 'train' or 'all'
                  cases:int=0,                 # evaluate at most this many cases (0: all)

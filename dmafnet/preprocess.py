@@ -25,9 +25,9 @@ def _describe(case:dict)->dict:
                 original_shape='x'.join(map(str, case['original_shape'])), shape='x'.join(map(str, box[:, 1] - box[:, 0])),
                 crop_box=' '.join(f'{a}:{b}' for a, b in box))
 
-def preprocess_dataset(data_dir,                # raw data: BraTS case folders, MyoPS files or RFNet's vol/seg
+def preprocess_dataset(data_dir,                # raw data of any layout of `dmafnet.formats.LAYOUTS`
                        cache_dir,               # where the `.npz` cache, cases.csv and the split go
-                       layout:str='auto',       # 'brats', 'rfnet', 'myops' or 'auto'
+                       layout:str='auto',       # 'auto' or a layout: brats, brats2023, msd, nnunet, rfnet, myops
                        names=None,              # only these cases (default: all found)
                        min_size:int=128,        # smallest crop side (BraTS)
                        keep_background:bool=False, # PASSION's −μ/σ background instead of 0
@@ -87,9 +87,9 @@ def _write_dataset_split(data_dir, cache_dir, ok, seed, overwrite)->str:
 
 # %% ../nbs/01d_preprocess.ipynb #037dda48
 @call_parse
-def preprocess_cli(data:Param("data folder: BraTS case folders, MyoPS files or RFNet's vol/seg", str, required=True)=None,
+def preprocess_cli(data:Param("data folder: BraTS 2020/2021/2023 case folders, MSD or nnU-Net v2 (dataset.json), MyoPS files or RFNet's vol/seg", str, required=True)=None,
                    out:Param("cache folder to write (npz per case, cases.csv, split)", str, required=True)=None,
-                   layout:str='auto',           # brats, rfnet, myops or auto
+                   layout:str='auto',           # auto, brats, brats2023, msd, nnunet, rfnet or myops
                    min_size:int=128,            # smallest crop side (BraTS)
                    keep_background:bool=False,  # keep PASSION's −μ/σ background instead of 0
                    crop_size:int=256,           # MyoPS in-plane centre crop
@@ -98,6 +98,7 @@ def preprocess_cli(data:Param("data folder: BraTS case folders, MyoPS files or R
                    uncompressed:bool=False,     # plain npz: ~2.5× the disk, ~10× faster to load
                   ):
     "Preprocess a data set into the on-disk cache used for training."
-    df = preprocess_dataset(data, out, layout=layout, min_size=min_size, keep_background=keep_background,
-                            crop_size=crop_size, overwrite=overwrite, split_seed=split_seed, compress=not uncompressed)
+    try: df = preprocess_dataset(data, out, layout=layout, min_size=min_size, keep_background=keep_background,
+                                 crop_size=crop_size, overwrite=overwrite, split_seed=split_seed, compress=not uncompressed)
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-preprocess: {e}") from None  # the folder as a whole
     if not (df.status != 'skipped').any(): raise SystemExit(f"no case could be preprocessed from {data}")

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from .config import TrainConfig
 from .datasets import load_case, make_split, read_split, write_split
+from .data import load_cached
 from .preprocess import preprocess_dataset
 from .formats import detect_layout, list_cases, resolve_names
 from .phantom import make_phantom
@@ -129,6 +130,14 @@ def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved again
     train, val = resolve_split(cfg, cache)
     masks = resolve_masks(cfg, train)
     table, availability = _case_table(cache), {}
+    have = tuple(c[4:] for c in table.columns if c.startswith('has_'))  # the modalities the cache was preprocessed with
+    if have and have != tuple(cfg.modalities):
+        raise ValueError(f"config field 'dataset': {cache} holds modalities {have}; {cfg.dataset!r} reads {tuple(cfg.modalities)}")
+    first = cache/f'{train[0]}.npz'
+    values = load_cached(first, keys=['label_values']).get('label_values') if first.is_file() else None
+    if values is not None and len(values) != cfg.n_classes:
+        raise ValueError(f"config field 'dataset': {first} has {len(values)} classes (raw labels {values.tolist()}); "
+                         f"{cfg.dataset!r} has {cfg.n_classes}")
     if masks is not None:
         mdict = mask_dict(masks)
         try: keys = resolve_names(train, list(mdict), context=f"config field '{'mask_csv' if cfg.mask_csv else 'setting'}': "
