@@ -4,11 +4,11 @@
 
 # %% ../nbs/01_data.ipynb #68d544a9
 from __future__ import annotations
-import os, warnings, zipfile, zlib
+import warnings, zipfile, zlib
 from pathlib import Path
 import numpy as np
 import nibabel as nib
-from .core import BRATS_MODALITIES, BRATS_LABELS
+from .core import BRATS_MODALITIES, BRATS_LABELS, atomic_write
 
 # %% auto #0
 __all__ = ['BRATS_LABEL_NAMES', 'CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels', 'decode_labels',
@@ -241,9 +241,7 @@ def save_cached(case:dict, path, compress:bool=True)->Path:
     "Write a preprocessed case to `path` (`.npz`), atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(case[k]) for k in CACHE_KEYS if case.get(k) is not None}
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'wb') as f: (np.savez_compressed if compress else np.savez)(f, **arrays)
-    os.replace(tmp, path)
+    with atomic_write(path, 'wb') as f: (np.savez_compressed if compress else np.savez)(f, **arrays)
     return path
 
 def _case_name(path:Path)->str: return path.name[:-4] if path.name.endswith('.npz') else path.stem
