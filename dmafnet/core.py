@@ -150,7 +150,8 @@ class Progress:
         el = time.perf_counter() - self.t0; done = self.n - self.start_n
         rate = done / el if el > 0 and done else None
         parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}"]
-        if rate: parts.append(f"{rate:.2f} {self.unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{self.unit}")
+        one = self.unit[:-1] if self.unit.endswith('s') else self.unit   # 's/step', not 's/steps'
+        if rate: parts.append(f"{rate:.2f} {self.unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{one}")
         parts.append(f"{clock(el)} elapsed" + (f", ~{clock((self.total - self.n) / rate)} left" if rate and self.n < self.total else ''))
         if self.postfix: parts.append(' '.join(f"{k} {v}" for k, v in self.postfix.items()))
         return ' · '.join(parts)
