@@ -65,7 +65,7 @@ demo: install
 	@echo "demo: training and evaluating DMAF-Net on the built-in phantom; the report goes to $(RUN)/"
 	$(BIN)/papermill nbs/runs/train.ipynb $(RUN)/report.ipynb -k python3 --log-output --no-progress-bar \
 	  -p preset phantom -p out $(RUN) -p dims $(DIMS) -p threads $(THREADS) -p targets True -p progress lines
-	$(BIN)/jupyter nbconvert --log-level WARN --to html --no-input \
+	$(BIN)/jupyter nbconvert --log-level WARN --to html --no-input --template-file nbs/runs/report.html.j2 \
 	  --TagRemovePreprocessor.remove_all_outputs_tags='["log"]' $(RUN)/report.ipynb
 	@echo "demo: done. Report: $(RUN)/report.html, tables and plots in $(RUN)/evaluation/, checkpoints in $(RUN)/checkpoints/"
 

@@ -420,7 +420,8 @@ def test_papermill_run_notebook(cache, tmp_path):
     nb = json.loads((tmp_path/'out.ipynb').read_text())
     images = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
     assert len(images) >= 2
-    r = subprocess.run([BIN/'jupyter', 'nbconvert', '--log-level', 'WARN', '--to', 'html', '--no-input',
+    r = subprocess.run([BIN/'jupyter', 'nbconvert', '--log-level', 'WARN', '--to', 'html', '--no-input', '--template-file',
+                        str(ROOT/'nbs'/'runs'/'report.html.j2'),
                         '--TagRemovePreprocessor.remove_all_outputs_tags=["log"]', str(tmp_path/'out.ipynb')],
                        capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -429,6 +430,8 @@ def test_papermill_run_notebook(cache, tmp_path):
     assert headings[0] == 'Summary', headings
     assert 'make_preset' not in html and 'epoch 1/2: 1/2 steps' not in html   # no code, no progress lines
     assert 'Dice (%), mean over the 2 subsets' in html and 'machine' in html
+    assert 'Alternative text is missing' not in r.stderr and 'No description has been provided' not in html
+    assert 'alt="Heat map of the mean Dice' in html
 
 @pytest.mark.gpu
 @pytest.mark.slow
