@@ -58,6 +58,7 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
                    ):
     "One K×S… softmax probability map per subset (on the model's device), stitched over sliding windows; with `maps`, also (probabilities, maps)."
     sd, M = model.spatial_dims, model.n_modalities
+    wanted, maps = maps, maps and getattr(model, 'gives_maps', True)   # a mean/concat model: no maps to compute
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     masks = check_availability(torch.as_tensor(np.asarray(subset_masks, bool)), M, context='predict_subsets')
     x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image, dtype=torch.float32)
@@ -121,5 +122,5 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
         for o, a in zip(probs, masks):
             outside = ~signal[a.to(signal.device)].any(0).to(o.device)
             o[:, outside] = 0.; o[0, outside] = 1.
-    if not maps: return probs
-    return probs, [None] * len(masks) if without_maps else att
+    if not wanted: return probs
+    return probs, [None] * len(masks) if without_maps or not maps else att

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 from .core import NetOutput, check_availability
-from .dmaf import conv_nd, interp_mode, check_spatial_dims, mask_modalities, make_fusion
+from .dmaf import conv_nd, interp_mode, check_spatial_dims, mask_modalities, make_fusion, DMAFFusion
 
 # %% auto #0
 __all__ = ['N_LEVELS', 'SIZE_MULTIPLE', 'ConvBlock', 'ResidualPair', 'Encoder', 'Decoder', 'grouped_encode', 'pad_to_multiple',
@@ -158,6 +158,7 @@ class DMAFNet(nn.Module):
                                   detach_maps=detach_maps, token_grid=token_grid, token_channels=token_channels,
                                   heads=heads, layers=layers, pos_grid=pos_grid, mlp_ratio=mlp_ratio,
                                   dropout=attn_dropout, uniform_init=uniform_init)
+        self.gives_maps = isinstance(self.fusion, DMAFFusion)   # DMAF fusion returns maps; mean and concat do not
         self.fusion_decoder = Decoder(spatial_dims, self.channels, n_classes, deep_supervision, negative_slope,
                                       checkpoint)
         self.shared_decoder = Decoder(spatial_dims, self.channels, n_classes, False, negative_slope, checkpoint)

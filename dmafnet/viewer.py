@@ -50,7 +50,8 @@ def case_sources(cases,          # a data/cache folder, a list of case dicts or 
     return out
 
 def has_maps(model)->bool:
-    "Whether `model` returns DMAF maps (one tiny forward pass; False for mean or concat fusion)."
+    "Whether `model` returns DMAF maps: a `DMAFNet` says so (`gives_maps`); any other model is asked by a tiny forward pass."
+    if hasattr(model, 'gives_maps'): return bool(model.gives_maps)
     dev, sd, M = next(model.parameters()).device, model.spatial_dims, model.n_modalities
     was_training = model.training; model.eval()
     try:
