@@ -13,10 +13,10 @@ from .core import BRATS_MODALITIES, modality_names, atomic_write
 from .formats import list_cases
 
 # %% auto #0
-__all__ = ['PASSION_ORDER', 'COLUMNS', 'subsets', 'subset_names', 'subset_id', 'pos_mask_ids', 'parse_setting', 'setting_name',
-           'check_rates', 'expected_counts', 'imbalanced_masks', 'mask_array', 'modality_counts', 'mask_dict',
-           'parse_mask', 'write_mask_csv', 'read_mask_csv', 'plot_availability', 'plot_subset_counts', 'sample_pdt',
-           'read_case_names', 'masks_cli']
+__all__ = ['PASSION_ORDER', 'RULES', 'PASSION_SEED', 'COLUMNS', 'subsets', 'subset_names', 'subset_id', 'pos_mask_ids',
+           'parse_setting', 'setting_name', 'check_rates', 'expected_counts', 'imbalanced_masks', 'passion_masks',
+           'mask_array', 'modality_counts', 'mask_dict', 'parse_mask', 'write_mask_csv', 'read_mask_csv',
+           'plot_availability', 'plot_subset_counts', 'sample_pdt', 'read_case_names', 'masks_cli']
 
 # %% ../nbs/03_missing.ipynb #d361bb76
 _BRATS_SUBSETS = (  # RFNet/PASSION's order, channel order (flair, t1ce, t1, t2)
@@ -139,15 +139,22 @@ def _balanced_leftover(rng, masks, table, target)->tuple:
     best = np.flatnonzero(err <= err.min() + 1e-9)
     return tuple(bool(b) for b in cand[rng.choice(best)])
 
-def imbalanced_masks(names,                      # training case names (the table keeps their order)
+RULES = ('expected', 'passion')  # the mask rules: ours, and PASSION's script reproduced exactly
+
+def imbalanced_masks(names,                      # training case names ('expected' keeps their order, 'passion' sorts them)
                      rates_or_setting='mr2468',  # missing rates in channel order, or a PASSION setting name
                      seed:int=0,                 # seed of the leftover draws and the shuffle
                      modalities=BRATS_MODALITIES, # channel order
-                     leftovers:str='random',     # 'random' (PASSION) or 'balanced' (nearest the nominal rates)
+                     leftovers:str='random',     # 'random' (PASSION) or 'balanced' (nearest the nominal rates); 'expected' only
+                     rule:str='expected',        # 'expected' (our rule) or 'passion' (PASSION's script, see `passion_masks`)
                     )->pd.DataFrame:
-    "One fixed availability mask per case by PASSION's expected-count rule: columns data_name, mask_id, mask, pos_mask_ids."
+    "One fixed availability mask per case by the expected-count rule: columns data_name, mask_id, mask, pos_mask_ids."
+    if rule not in RULES: raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if leftovers not in ('random', 'balanced'):
         raise ValueError(f"leftovers must be 'random' or 'balanced', got {leftovers!r}")
+    if rule == 'passion':
+        if leftovers != 'random': raise ValueError("leftovers='balanced' belongs to rule 'expected'; PASSION's leftovers are random")
+        return passion_masks(names, rates_or_setting, seed, modalities)
     names = _names(names); n = len(names)
     table = expected_counts(n, rates_or_setting, modalities)
     p = parse_setting(rates_or_setting, modalities) if isinstance(rates_or_setting, str) else check_rates(rates_or_setting)
@@ -159,7 +166,46 @@ def imbalanced_masks(names,                      # training case names (the tabl
         if m.any(): masks.append(tuple(bool(b) for b in m))
     masks = [masks[i] for i in rng.permutation(n)]
     df = _table(names, masks)
-    df.attrs.update(rates=p.tolist(), seed=seed, modalities=list(modalities), leftovers=leftovers,
+    df.attrs.update(rates=p.tolist(), seed=seed, modalities=list(modalities), leftovers=leftovers, rule='expected',
+                    setting=rates_or_setting if isinstance(rates_or_setting, str) else None)
+    return df
+
+# %% ../nbs/03_missing.ipynb #0713c531
+PASSION_SEED = 1037  # the seed of PASSION's published mask files
+_PASSION_BLOCKS = ('tttt', 'ttft', 'tttf', 'ttff', 'tftt', 'tftf', 'tfft', 'tfff',  # PASSION's block order, each letter
+                   'fttt', 'ftft', 'fttf', 'ftff', 'fftt', 'fftf', 'ffft')          # t1, t1ce, flair, t2 present (t) or not
+
+def passion_masks(names,                      # training case names (sorted first, as PASSION does)
+                  rates_or_setting='mr2468',  # missing rates in channel order, or a PASSION setting name
+                  seed:int=PASSION_SEED,      # seed of numpy's legacy generator (PASSION: 1037)
+                  modalities=BRATS_MODALITIES, # channel order: the four BraTS names, in any order
+                 )->pd.DataFrame:
+    "PASSION's imbalanced-mask generator draw for draw: the same table, from the same names, setting and seed."
+    mods = tuple(modalities)
+    if sorted(mods) != sorted(PASSION_ORDER):
+        raise ValueError(f"rule 'passion' is PASSION's BraTS generator: modalities must be {', '.join(PASSION_ORDER)} "
+                         f"in some channel order, got {', '.join(mods)}")
+    rates = parse_setting(rates_or_setting, mods) if isinstance(rates_or_setting, str) else check_rates(rates_or_setting, 4)
+    p = [float(rates[mods.index(k)]) for k in PASSION_ORDER]   # PASSION's own order: t1, t1ce, flair, t2
+    names = sorted(_names(names)); n = len(names)
+    rs = np.random.RandomState(seed)
+    rs.random_sample((4, n))                       # PASSION's first draws, all overwritten below
+    avail = np.zeros((4, n), dtype=bool)           # rows t1, t1ce, flair, t2
+    start = 0
+    for block in _PASSION_BLOCKS:
+        k = n
+        for c, pk in zip(block, p): k = k * ((1 - pk) if c == 't' else pk)   # left to right, as theirs
+        k = max(int(k), 1)
+        avail[:, start:start + k] = np.array([c == 't' for c in block])[:, None]
+        start += k
+    perm = np.arange(n); rs.shuffle(perm)          # one permutation for all four modalities
+    avail = avail[:, perm]
+    for i in range(n):
+        while not avail[:, i].any():
+            for j, pk in enumerate(p): avail[j, i] = rs.random_sample() > pk
+    order = [PASSION_ORDER.index(k) for k in mods]   # back to channel order
+    df = _table(names, avail[order].T)
+    df.attrs.update(rates=rates.tolist(), seed=seed, modalities=list(mods), leftovers='random', rule='passion',
                     setting=rates_or_setting if isinstance(rates_or_setting, str) else None)
     return df
 
@@ -350,19 +396,22 @@ def masks_cli(cases:Param("a text file of case names (one per line) or a data fo
               out:Param("the mask CSV to write (PASSION's format)", str, required=True)=None,
               setting:Param("PASSION setting name, e.g. mr2468 (rates in tenths, order t1, t1ce, flair, t2)", str)=None,
               rates:Param("missing rates in channel order, comma-separated, e.g. 0.6,0.4,0.2,0.8", str)=None,
-              seed:Param("seed of the draw", int)=0,
-              leftovers:Param("leftover cases: random (PASSION) or balanced (nearest nominal rates)", str,
-                              choices=['random', 'balanced'])='random',
+              seed:Param("seed of the draw (default: 0 for rule expected, PASSION's 1037 for rule passion)", int)=None,
+              leftovers:Param("leftover cases: random (PASSION) or balanced (nearest nominal rates); rule expected only",
+                              str, choices=['random', 'balanced'])='random',
               modalities:Param("channel order, comma-separated", str)=','.join(BRATS_MODALITIES),
+              rule:Param("expected (our expected-count rule) or passion (PASSION's generator, their files exactly)", str,
+                         choices=list(RULES))='expected',
              ):
     "Write an imbalanced-missing-rate mask table (IDT) for a list of cases."
     mods = tuple(m.strip() for m in modalities.split(','))
     if (setting is None) == (rates is None): raise SystemExit("give exactly one of --setting or --rates")
-    spec = setting if setting is not None else check_rates(rates.split(','), len(mods), f'--rates {rates}')
+    if seed is None: seed = PASSION_SEED if rule == 'passion' else 0
     try:
-        df = imbalanced_masks(read_case_names(cases), spec, seed=seed, modalities=mods, leftovers=leftovers)
+        spec = setting if setting is not None else check_rates(rates.split(','), len(mods), f'--rates {rates}')
+        df = imbalanced_masks(read_case_names(cases), spec, seed=seed, modalities=mods, leftovers=leftovers, rule=rule)
         write_mask_csv(df, out)
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-masks: {e}") from None
     c = modality_counts(df, mods)
-    print(f"wrote {len(df)} masks to {out} ({setting or 'rates ' + rates}, seed {seed}); available: "
+    print(f"wrote {len(df)} masks to {out} ({setting or 'rates ' + rates}, rule {rule}, seed {seed}); available: "
           + ', '.join(f'{m} {v}' for m, v in c.items()))

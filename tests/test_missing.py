@@ -3,6 +3,7 @@ import subprocess, sys
 from pathlib import Path
 import numpy as np, pytest
 from dmafnet.missing import (subsets, subset_names, subset_id, parse_setting, expected_counts, imbalanced_masks,
+                             passion_masks, PASSION_SEED,
                              read_mask_csv, write_mask_csv, modality_counts, mask_array, mask_dict, sample_pdt)
 
 BIN = Path(sys.executable).parent
@@ -64,6 +65,32 @@ def test_generator_on_their_names(passion_ref, setting):
     theirs = _pattern_counts(ref)
     assert (theirs >= rule).all() and (theirs - rule).sum() == leftover
 
+@pytest.mark.parametrize('setting', SETTINGS)
+def test_passion_rule_reproduces_their_files(passion_ref, setting, tmp_path):
+    "rule 'passion' on train.txt's names with PASSION's seed (1037) writes their published CSV byte for byte."
+    assert PASSION_SEED == 1037
+    df = imbalanced_masks(_train(passion_ref), setting, seed=PASSION_SEED, rule='passion')
+    out = write_mask_csv(df, tmp_path / f'{setting}.csv')
+    assert out.read_bytes() == _csv(passion_ref, setting).read_bytes()
+    # the names' order in does not matter: PASSION sorts them
+    assert passion_masks(_train(passion_ref)[::-1], setting).equals(df)
+
+def test_passion_cli_reproduces_their_file(passion_ref, tmp_path):
+    "dmafnet-masks --rule passion, with its default seed, writes PASSION's mr8825 file."
+    r = _cli('--cases', passion_ref / 'train.txt', '--setting', 'mr8825', '--rule', 'passion', '--out', tmp_path / 'p.csv')
+    assert r.returncode == 0, r.stderr
+    assert 'rule passion, seed 1037' in r.stdout
+    assert (tmp_path / 'p.csv').read_bytes() == _csv(passion_ref, 'mr8825').read_bytes()
+
+def test_passion_rule_limits():
+    names = [f'c{i:02d}' for i in range(20)]
+    with pytest.raises(ValueError, match="BraTS generator"):
+        passion_masks(names, 'mr123', modalities=('c0', 'de', 't2'))
+    with pytest.raises(ValueError, match="rule 'expected'"):
+        imbalanced_masks(names, 'mr2468', rule='passion', leftovers='balanced')
+    with pytest.raises(ValueError, match='rule must be'):
+        imbalanced_masks(names, 'mr2468', rule='nope')
+
 def test_bad_input(tmp_path):
     def write(body):
         f = tmp_path / 'm.csv'; f.write_text(HEADER + body); return f
@@ -92,7 +119,7 @@ def _cli(*args):
 
 def test_cli(tmp_path):
     r = _cli('--help')
-    assert r.returncode == 0 and '--setting' in r.stdout and '--rates' in r.stdout
+    assert r.returncode == 0 and '--setting' in r.stdout and '--rates' in r.stdout and '--rule' in r.stdout
     names = [f'BraTS20_Training_{i:03d}' for i in range(1, 41)]
     (tmp_path / 'list.txt').write_text('\n'.join(names) + '\n')
     r = _cli('--cases', tmp_path / 'list.txt', '--setting', 'mr2468', '--seed', 7, '--out', tmp_path / 'a.csv')
