@@ -42,6 +42,8 @@ class TrainConfig:
     setting: str = 'mr2468'        # IDT missing-rate setting (PASSION's name) used when `mask_csv` is None
     mask_csv: str|None = None      # IDT mask table in PASSION's CSV format; None: drawn from `setting`, written to <out>/data/masks.csv
     mask_seed: int = 1037          # seed of the IDT mask draw
+    mask_rule: str = 'expected'    # [choice] IDT mask draw: 'expected' (ours) or 'passion' (PASSION's script: with its
+                                   # seed 1037 and RFNet's 219 training cases, its published mr2468/mr1379/mr8825 tables)
     # --- geometry
     spatial_dims: int = 3          # 3: volumes and 3D network; 2: axial slices and 2D network
     patch_size: tuple|None = (80, 80, 80)  # random crop per sample (one entry per spatial axis); None: whole volume/slice
@@ -107,7 +109,7 @@ class TrainConfig:
 _CHOICES = dict(dataset=tuple(DATASETS), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
                 train_slices=('brain', 'foreground', 'all'),
                 precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3), progress=PROGRESS_MODES,
-                absent_encoders=('update', 'skip'))
+                absent_encoders=('update', 'skip'), mask_rule=('expected', 'passion'))
 _POSITIVE = ('epochs', 'batch_size', 'lr', 'poly_power', 'base_width', 'phantom_cases', 'phantom_spacing',
              'val_cases', 'max_nonfinite', 'steps_per_epoch', 'grad_clip')
 _NONNEGATIVE = ('weight_decay', 'val_every', 'workers', 'checkpoint_every')  # and `threads` when given
@@ -235,7 +237,7 @@ PRESETS = {
                     phantom_cases=24, phantom_spacing=2.0, workers=0),
     'myops2020': dict(dataset='myops', spatial_dims=2, patch_size=(256, 256), batch_size=8, setting='mr246',
                       val_cases=5),
-    'brats2020': dict(workers=4),
+    'brats2020': dict(workers=4, mask_rule='passion'),
     # the evidence study (benchmarks/evidence.py): 50 runs on 2 CPU cores, two 1-thread runs side by side. The 3 mm
     # phantom (48 cases: 29 train, 7 val, 12 test) in 2D, 64×64 crops of tumour slices (2 of 3 centred on tumour),
     # base width 8, batch 8, lr 5e-3 decayed to 0 over 400 steps; validation at steps 150, 300 and 400 (the last

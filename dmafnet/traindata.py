@@ -102,7 +102,7 @@ def resolve_masks(cfg:TrainConfig, train:list)->pd.DataFrame|None:
     if path.is_file():
         masks = read_mask_csv(path, n_modalities=cfg.n_modalities)
         if sorted(masks['data_name']) == sorted(train): return masks
-    try: masks = imbalanced_masks(train, cfg.setting, seed=cfg.mask_seed, modalities=cfg.modalities)
+    try: masks = imbalanced_masks(train, cfg.setting, seed=cfg.mask_seed, modalities=cfg.modalities, rule=cfg.mask_rule)
     except ValueError as e: raise ValueError(f"config field 'setting': {e}") from None
     write_mask_csv(masks, path)
     return masks
