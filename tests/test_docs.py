@@ -33,7 +33,7 @@ def test_site_has_pages_and_navigation(site):
 def test_search_index_and_box(site):
     index = json.loads((site / 'search.json').read_text())
     pages = {e['href'].split('#')[0] for e in index}
-    assert {'index.html', 'method.html', '10a_viewer.html', '08_train.html'} <= pages   # every page is searched
+    assert {'index.html', 'method.html', '10a_viewer.html', '08e_train.html'} <= pages   # every page is searched
     assert any(e['section'] == 'Viewer.set_available' for e in index)
     assert (site / 'search_index.js').read_text().startswith('window.DM_SEARCH = ')
     for page in ['index.html', 'method.html', '10a_viewer.html']:
@@ -48,13 +48,13 @@ def _signature(page, name):
     return re.sub(r'<[^>]+>', '', m.group(1))
 
 def test_class_signatures(site):
-    tr = _signature(site / '08_train.html', 'Trainer')
+    tr = _signature(site / '08e_train.html', 'Trainer')
     assert tr.startswith('class Trainer(') and 'cfg:TrainConfig' in tr and '->None' not in tr
     assert _signature(site / '08a_config.html', 'TrainConfig').startswith('class TrainConfig(\n    preset:str')   # a dataclass
-    assert _signature(site / '08_train.html', 'RunFolderBusy').startswith('class RunFolderBusy(RuntimeError)')
+    assert _signature(site / '08e_train.html', 'RunFolderBusy').startswith('class RunFolderBusy(RuntimeError)')
     assert _signature(site / '04_dmaf.html', 'MeanFusion').startswith('class MeanFusion(nn.Module)')
     assert _signature(site / '10a_viewer.html', 'Viewer.set_case').startswith('def set_case(')   # a patched method
-    assert not re.search(r'def [A-Z]\w*\(', (site / '08_train.html').read_text().replace('<span class="k">def</span>', 'def'))
+    assert not re.search(r'def [A-Z]\w*\(', (site / '08e_train.html').read_text().replace('<span class="k">def</span>', 'def'))
 
 def test_links_resolve_inside_the_site(site):
     broken = []
