@@ -157,8 +157,9 @@ class Progress:
         return ' · '.join(parts)
 
     def update(self, n:int=1, **postfix):
-        "`n` more items done; `postfix`: numbers to show (e.g. loss='0.4123')."
-        self.n += n; self.postfix.update(postfix)
+        "`n` more items done; `postfix`: the numbers to show from now on (e.g. loss='0.4123'), replacing the last ones."
+        self.n += n
+        if postfix: self.postfix = dict(postfix)
         if self.bar is not None:
             if postfix: self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.update(n)
@@ -175,7 +176,7 @@ class Progress:
 
     def close(self, **postfix):
         "Finish: the bar closes; in 'lines' mode a last line (when `final`)."
-        self.postfix.update(postfix)
+        if postfix: self.postfix = dict(postfix)
         if self.bar is not None:
             if postfix: self.bar.set_postfix(self.postfix, refresh=False)
             self.bar.close()
