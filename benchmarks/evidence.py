@@ -62,14 +62,14 @@ def plan(seeds, configs=tuple(CONFIGS), settings=tuple(SETTINGS))->list[tuple[in
 def run_name(seed:int, setting:str, config:str)->str: return f'{setting}__{slug(config)}__s{seed}'
 
 # --- data -----------------------------------------------------------------------------------------------------------
-def study_data(work:Path)->Path:
-    "The study preset's phantom, preprocessed once into `work/data/cache` with the preset's split seed."
+def study_data(work:Path, n_cases:int|None=None)->Path:
+    "The study preset's phantom (`n_cases`: the preset's 48 unless given), preprocessed once into `work/data/cache` with the preset's split seed."
     from dmafnet.phantom import make_phantom
     from dmafnet.preprocess import preprocess_dataset
     p = preset('study')
     cache = work / 'data' / 'cache'
     if not (cache / 'cases.csv').is_file():
-        make_phantom(work / 'data' / 'raw', n_cases=p.phantom_cases, seed=p.phantom_seed, spacing=p.phantom_spacing)
+        make_phantom(work / 'data' / 'raw', n_cases=n_cases or p.phantom_cases, seed=p.phantom_seed, spacing=p.phantom_spacing)
         preprocess_dataset(work / 'data' / 'raw', cache, split_seed=p.split_seed, verbose=False)
     return cache
 
@@ -222,6 +222,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=None, help="epochs (default: the study preset's)")
     ap.add_argument('--steps', type=int, default=None, help="steps per epoch (default: the study preset's)")
     ap.add_argument('--cases', type=int, default=None, help='score at most this many test cases (default: all)')
+    ap.add_argument('--phantom-cases', type=int, default=None, help="phantom cases (default: the study preset's 48; the smoke test uses fewer)")
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'evidence'), help='run folders (checkpoints; git-ignored)')
@@ -235,7 +236,7 @@ def main():
     if bad: ap.error(f'unknown configurations or settings {sorted(bad)}; known: {list(CONFIGS)}, {list(SETTINGS)}')
     torch.set_num_threads(a.threads)
     if not a.report_only:
-        cache = study_data(Path(a.work))
+        cache = study_data(Path(a.work), a.phantom_cases)
         todo = plan(a.seeds, tuple(a.configs), tuple(a.settings))
         k, n = (int(v) for v in a.shard.split('/'))
         todo = todo[k - 1::n]

@@ -119,7 +119,8 @@ def summary(runs:list[dict])->dict:
                 for s in SETTING_ORDER if any(r['setting'] == s for r in full)}
     grads = [r['grad_norms'] for r in full if r.get('grad_norms')]
     ratio = {m: round(float(np.mean([g['k_on'][m] / g['k_off'][m] for g in grads if g['k_off'][m] > 0])), 4) for m in MODALITIES} if grads else {}
-    kmean = {m: round(float(np.mean([g['k'][m] for g in grads])), 4) for m in MODALITIES} if grads else {}
+    # k over the same runs as the ratio: a run whose batches never held a modality has no ratio for it
+    kmean = {m: round(float(np.mean([g['k'][m] for g in grads if g['k_off'][m] > 0])), 4) for m in MODALITIES} if grads else {}
     means = df.groupby(['setting', 'config'])[list(REGIONS)].agg(['mean', 'std', 'count'])
     table = {f'{s} / {c}': {reg: dict(mean=round(float(means.loc[(s, c), (reg, 'mean')]), 2),
                                       sd=round(float(means.loc[(s, c), (reg, 'std')]), 2) if means.loc[(s, c), (reg, 'count')] > 1 else None,

@@ -4,7 +4,7 @@ from conftest import ROOT
 
 EVIDENCE = ROOT / 'benchmarks' / 'evidence.py'
 SMOKE = ['--configs', 'mean fusion', 'full DMAF-Net (+ DTM)', '--settings', 'mr2468', '--seeds', '1', '2',
-         '--epochs', '4', '--steps', '1', '--cases', '1', '--threads', '2']
+         '--epochs', '4', '--steps', '1', '--cases', '1', '--threads', '2', '--phantom-cases', '12']
 
 def evidence(tmp_path, *args):
     return subprocess.run([sys.executable, str(EVIDENCE), '--work', str(tmp_path / 'work'), '--runs', str(tmp_path / 'runs'),

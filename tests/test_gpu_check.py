@@ -1,11 +1,13 @@
 """The GPU acceptance command runs end to end (toy sizes, on the CPU here) and writes its results files; without
 CUDA and without --smoke it writes that the GPU path is unmeasured."""
 import json, os, subprocess, sys
+import pytest
 from pathlib import Path
 from conftest import ROOT
 
 ENV = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
 
+@pytest.mark.slow   # 1.6 min on 2 shared cores: the command's toy run stays in `make test-slow`
 def test_gpu_check_smoke(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'gpu_check.py'), '--smoke', '--results', str(tmp_path/'gpu'),
                         '--work', str(tmp_path/'work')], capture_output=True, text=True, env=ENV, timeout=600)
