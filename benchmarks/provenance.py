@@ -1,17 +1,13 @@
 """Where a benchmark's numbers come from, written one way: the machine, the commit (marked when the package differs from it), the date, versions."""
 from __future__ import annotations
-import os, platform, subprocess
+import platform, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from dmafnet.report import machine   # noqa: E402  (one description of the machine, shared with the run reports)
 
-def machine()->str:
-    "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for benchmark records."
-    model = ''
-    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): model = platform.processor()
-    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
 
 def git_commit(paths=('dmafnet',))->str:
     "The short commit of the checkout, with '+changes' when `paths` differ from it ('?' outside git)."

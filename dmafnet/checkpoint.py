@@ -72,7 +72,7 @@ def save_checkpoint(state:dict,               # tensors and plain types only (se
                     keep_previous:bool=True,  # move the file already there to `previous_path(path)`
                    )->Path:
     "Write `state` atomically (temporary file, fsync, rename), keeping the previous file; return `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)   # (atomic_write creates the folder)
     state = {'format': FORMAT, **state}
     check_plain(state)
     # a full disk, an interrupt: no half file left behind, `path` untouched

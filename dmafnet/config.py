@@ -265,7 +265,7 @@ def save_config(cfg:TrainConfig, # configuration to write
                 path:str|Path    # .yaml, .yml or .json
                )->Path:
     "Write `cfg` as YAML or JSON (by suffix); return the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)   # (atomic_write creates the folder)
     d = cfg.to_dict()
     text = json.dumps(d, indent=2) if path.suffix == '.json' else yaml.safe_dump(d, sort_keys=False)
     with atomic_write(path) as f: f.write(text)

@@ -239,7 +239,7 @@ CACHE_KEYS = ('image', 'label', 'availability', 'crop_box', 'original_shape', 'a
 
 def save_cached(case:dict, path, compress:bool=True)->Path:
     "Write a preprocessed case to `path` (`.npz`), atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)   # (atomic_write creates the folder)
     arrays = {k: np.asarray(case[k]) for k in CACHE_KEYS if case.get(k) is not None}
     with atomic_write(path, 'wb') as f: (np.savez_compressed if compress else np.savez)(f, **arrays)
     return path

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09b_report.ipynb #29511ceb
 from __future__ import annotations
-import json, subprocess, datetime, platform
+import json, os, subprocess, datetime, platform
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['score_columns', 'regions_of', 'subset_means', 'overall_means', 'paper_table', 'to_markdown', 'to_latex',
-           'plot_dice_heatmap', 'modality_gain', 'plot_modality_gain', 'git_commit', 'summarise', 'protocol_note',
-           'write_report']
+           'plot_dice_heatmap', 'modality_gain', 'plot_modality_gain', 'git_commit', 'machine', 'summarise',
+           'protocol_note', 'write_report']
 
 # %% ../nbs/09b_report.ipynb #9a39b4ef
 def score_columns(scores:pd.DataFrame, # per case × subset scores
@@ -152,6 +152,12 @@ def git_commit(path:str|Path|None=None # a folder inside the repository; None: t
         dirty = run('status', '--porcelain', '--untracked-files=no').stdout.strip()
         return head.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError): return None
+
+def machine()->str:
+    "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for reports and benchmarks."
+    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): model = platform.processor()
+    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
 
 def _plain(x):
     "JSON-safe version of numpy scalars, tuples, paths and NaN."
