@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from fastcore.basics import patch
 from .core import BRATS_MODALITIES, MYOPS_MODALITIES, PROGRESS_MODES, atomic_write
-from .metrics import BRATS_REGIONS, MYOPS_REGIONS
+from .metrics import BRATS_REGIONS, MYOPS_REGIONS, class_regions
 
 # %% auto #0
 __all__ = ['DATASETS', 'PRESETS', 'TrainConfig', 'preset', 'save_config', 'load_config', 'parse_overrides']
@@ -29,7 +29,9 @@ class TrainConfig:
     preset: str = 'brats2020'      # preset these values started from (informational)
     out: str = 'runs/train'        # run folder: config, log, checkpoints (and generated phantom data)
     # --- data
-    dataset: str = 'brats'         # 'brats' or 'myops': modalities, classes and validation regions
+    dataset: str = 'brats'         # 'brats', 'myops' or 'custom' (any other: modalities and classes from the cache)
+    modality_names: tuple|None = None  # 'custom': channel names in order; None: the cache's, filled in when training starts
+    class_names: tuple|None = None # 'custom': a name per training class, background first; None: the cache's
     data: str|None = None          # raw data folder, or a preprocessed cache (holds cases.csv); None: generate the phantom
     cache: str|None = None         # preprocessed cache folder; None: `data` if it is a cache, else <out>/data/cache
     split: str|None = None         # folder with train.txt and val.txt; None: the cache's own split (`preprocess_dataset` writes one)
@@ -92,21 +94,27 @@ class TrainConfig:
     @property
     def modalities(self)->tuple:
         "The data set's modality names, in channel order."
-        return DATASETS[self.dataset]['modalities']
+        return self._custom('modality_names') if self.dataset == 'custom' else DATASETS[self.dataset]['modalities']
 
     @property
     def n_modalities(self)->int: return len(self.modalities)
 
     @property
-    def n_classes(self)->int: return DATASETS[self.dataset]['n_classes']
+    def n_classes(self)->int:
+        return len(self._custom('class_names')) if self.dataset == 'custom' else DATASETS[self.dataset]['n_classes']
 
     @property
     def regions(self)->dict:
         "Validation regions: name → training class ids."
-        return DATASETS[self.dataset]['regions']
+        return class_regions(self._custom('class_names')) if self.dataset == 'custom' else DATASETS[self.dataset]['regions']
+
+    def _custom(self, name:str)->tuple:
+        v = getattr(self, name)
+        if v is None: raise ValueError(f"config field '{name}': dataset 'custom' needs it; training fills it in from the cache")
+        return tuple(v)
 
 # %% ../nbs/08a_config.ipynb #3f333453
-_CHOICES = dict(dataset=tuple(DATASETS), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
+_CHOICES = dict(dataset=(*DATASETS, 'custom'), missing=('idt', 'pdt', 'full'), fusion=('dmaf', 'mean', 'concat'),
                 train_slices=('brain', 'foreground', 'all'),
                 precision=('auto', 'fp32', 'bf16', 'fp16'), spatial_dims=(2, 3), progress=PROGRESS_MODES,
                 absent_encoders=('update', 'skip'), mask_rule=('expected', 'passion'))
@@ -168,6 +176,13 @@ def _check(cfg:TrainConfig, check_paths:bool=True)->TrainConfig:
     for name in ('foreground_prob', 'rotate_prob'):
         if not 0 <= getattr(cfg, name) <= 1: raise ValueError(f"config field '{name}': must be within [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads is not None and cfg.threads < 1: raise ValueError(f"config field 'threads': must be ≥ 1, got {cfg.threads}")
+    for name, least in (('modality_names', 1), ('class_names', 2)):
+        v = getattr(cfg, name)
+        if v is None: continue
+        if cfg.dataset != 'custom': raise ValueError(f"config field '{name}': only for dataset 'custom' ({cfg.dataset!r} has its own)")
+        v = tuple(str(x) for x in v); setattr(cfg, name, v)
+        if len(v) < least or len(set(v)) != len(v):
+            raise ValueError(f"config field '{name}': needs at least {least} distinct names, got {v}")
     if isinstance(cfg.patch_size, int): cfg.patch_size = (cfg.patch_size,) * cfg.spatial_dims
     if cfg.patch_size is not None:
         p = cfg.patch_size
@@ -187,7 +202,7 @@ def _check(cfg:TrainConfig, check_paths:bool=True)->TrainConfig:
             raise FileNotFoundError(f"config field '{name}': {v} does not exist")
     if check_paths and cfg.split is not None and not (Path(cfg.split)/'train.txt').is_file():
         raise FileNotFoundError(f"config field 'split': {cfg.split} holds no train.txt")
-    if cfg.val_subsets is not None:
+    if cfg.val_subsets is not None and not (cfg.dataset == 'custom' and cfg.modality_names is None):  # (checked once filled in)
         for s in cfg.val_subsets:
             if isinstance(s, bool) or not isinstance(s, (int, str)):
                 raise ValueError(f"config field 'val_subsets': {s!r} is neither a subset id nor a name like 'flair+t1ce'")

@@ -12,15 +12,17 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'PROGRESS_MODES', 'modality_names',
-           'NetOutput', 'check_availability', 'default_device', 'seed_everything', 'in_test', 'atomic_write',
-           'progress_mode', 'clock', 'Progress']
+__all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'BRATS_LABEL_NAMES', 'MYOPS_LABEL_NAMES',
+           'PROGRESS_MODES', 'modality_names', 'NetOutput', 'check_availability', 'default_device', 'seed_everything',
+           'in_test', 'atomic_write', 'progress_mode', 'clock', 'Progress']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
 MYOPS_MODALITIES = ('c0', 'de', 't2')
 BRATS_LABELS = (0, 1, 2, 4)                    # raw BraTS label values; training class k is BRATS_LABELS[k]
 MYOPS_LABELS = (0, 200, 500, 600, 1220, 2221)  # raw MyoPS label values of training classes 0..5
+BRATS_LABEL_NAMES = ('background', 'necrotic core', 'edema', 'enhancing tumour')   # training classes 0..3
+MYOPS_LABEL_NAMES = ('background', 'LV myocardium', 'LV blood pool', 'RV blood pool', 'edema', 'scar')  # 0..5
 
 def modality_names(n_modalities:int,      # how many modalities (channels)
                    modalities=None,        # explicit names, or None to pick by count

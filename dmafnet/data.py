@@ -11,12 +11,9 @@ import nibabel as nib
 from .core import BRATS_MODALITIES, BRATS_LABELS, atomic_write
 
 # %% auto #0
-__all__ = ['BRATS_LABEL_NAMES', 'CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels', 'decode_labels',
-           'find_case_files', 'read_volumes', 'read_brats_case', 'bounding_box', 'crop_to_box', 'uncrop',
-           'preprocess_case', 'restore_label', 'write_label_nifti', 'save_cached', 'load_cached', 'find_cases']
-
-# %% ../nbs/01_data.ipynb #144f8a55
-BRATS_LABEL_NAMES = ('background', 'necrotic core', 'edema', 'enhancing tumour')
+__all__ = ['CACHE_KEYS', 'is_nifti', 'nifti_stem', 'load_nifti', 'encode_labels', 'decode_labels', 'find_case_files',
+           'read_volumes', 'read_brats_case', 'bounding_box', 'crop_to_box', 'uncrop', 'preprocess_case',
+           'restore_label', 'write_label_nifti', 'save_cached', 'load_cached', 'find_cases']
 
 # %% ../nbs/01_data.ipynb #8e8c0c0f
 def is_nifti(path)->bool:
@@ -106,6 +103,7 @@ def read_volumes(files:dict,             # modality -> file (None: absent), plus
                  name:str='case',        # named in errors
                  atol:float=1e-3,        # tolerance on affines (mm)
                  load=None,              # (key, file) -> (voxels, nibabel image); default `load_nifti(file)`
+                 class_names=None,       # a name per label value (a data set's own labels), or None (BraTS's)
                 )->dict:
     "Read co-registered modality files and an optional label file into one raw case dict."
     load = load or (lambda key, path: load_nifti(path))
@@ -129,7 +127,8 @@ def read_volumes(files:dict,             # modality -> file (None: absent), plus
     return dict(image=image, label=label, availability=availability, affine=img.affine.astype(np.float64),
                 spacing=np.array(img.header.get_zooms()[:3], np.float64), name=name, header=img.header,
                 files={k: (str(v) if v is not None else None) for k, v in files.items()},
-                modalities=tuple(modalities), label_values=tuple(label_values))
+                modalities=tuple(modalities), label_values=tuple(label_values),
+                **({'class_names': tuple(class_names)} if class_names is not None else {}))
 
 def read_brats_case(case_dir,                    # one case folder of the BraTS layout
                     modalities=BRATS_MODALITIES, # channel order
@@ -203,7 +202,8 @@ def preprocess_case(raw:dict,                   # from `read_brats_case` (or ano
     return dict(image=out, label=label, availability=availability, crop_box=crop_box,
                 original_shape=np.array(image.shape[1:], np.int64), affine=np.asarray(raw['affine'], np.float64),
                 spacing=np.asarray(raw['spacing'], np.float64), name=raw.get('name'), header=header,
-                label_values=np.array(values, np.int64), modalities=tuple(raw.get('modalities', BRATS_MODALITIES)))
+                label_values=np.array(values, np.int64), modalities=tuple(raw.get('modalities', BRATS_MODALITIES)),
+                **({'class_names': tuple(raw['class_names'])} if raw.get('class_names') is not None else {}))
 
 # %% ../nbs/01_data.ipynb #bd3a777b
 def restore_label(label,   # predicted classes on the crop (numpy or torch), 0..K-1
@@ -235,7 +235,7 @@ def write_label_nifti(label,    # predicted classes on the crop
 
 # %% ../nbs/01_data.ipynb #9926fc51
 CACHE_KEYS = ('image', 'label', 'availability', 'crop_box', 'original_shape', 'affine', 'spacing',
-              'header', 'label_values', 'modalities')
+              'header', 'label_values', 'modalities', 'class_names')
 
 def save_cached(case:dict, path, compress:bool=True)->Path:
     "Write a preprocessed case to `path` (`.npz`), atomically."
@@ -265,7 +265,8 @@ def load_cached(path, keys=None # None: all; else only these (cheap for the smal
     if missing: raise ValueError(f"{path}: cache file lacks {missing}; {_rebuild(path)}")
     d['name'] = _case_name(path)
     if keys is None or 'label' in keys: d.setdefault('label', None)
-    if 'modalities' in d: d['modalities'] = tuple(str(m) for m in d['modalities'])
+    for k in ('modalities', 'class_names'):
+        if k in d: d[k] = tuple(str(m) for m in d[k])
     if 'availability' in d: d['availability'] = d['availability'].astype(bool)
     return d
 

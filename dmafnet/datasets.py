@@ -12,10 +12,10 @@ from scipy import ndimage
 import matplotlib.pyplot as plt
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
-from .core import modality_names
-from .data import BRATS_LABEL_NAMES, crop_to_box, load_cached
+from .core import BRATS_LABEL_NAMES, MYOPS_LABEL_NAMES, modality_names
+from .data import crop_to_box, load_cached
 from .formats import detect_layout, list_cases
-from .formats import MYOPS_LABEL_NAMES, read_rfnet_case, resolve_names
+from .formats import read_rfnet_case, resolve_names
 
 # %% auto #0
 __all__ = ['SPLITS', 'make_split', 'write_split', 'read_split', 'load_case', 'case_availability', 'random_crop', 'random_flip',
@@ -250,6 +250,7 @@ class SliceDataset(_CaseDataset):
 def _np(x): return None if x is None else np.asarray(x.detach().cpu() if torch.is_tensor(x) else x)
 
 def _label_names(case, n_classes):
+    if case.get('class_names') is not None: return tuple(case['class_names'])
     values = case.get('label_values')
     if values is not None and len(values) == len(MYOPS_LABEL_NAMES): return MYOPS_LABEL_NAMES
     if n_classes <= len(BRATS_LABEL_NAMES): return BRATS_LABEL_NAMES

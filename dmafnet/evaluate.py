@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastcore.script import call_parse, Param
-from .core import BRATS_MODALITIES, default_device, modality_names, Progress
+from .core import default_device, modality_names, Progress
 from .missing import subsets, subset_names
 from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
@@ -199,6 +199,11 @@ def find_split(split:str,                 # 'train', 'val', 'test' or 'all'
     raise FileNotFoundError(f"no {split}.txt in {', '.join(map(str, dict.fromkeys(places)))}; "
                             f"pass --split all to evaluate every case of {data_dir}")
 
+def _cli_model(command:str, checkpoint, device:str):
+    "(model, config) of a checkpoint for a command; an unreadable or missing checkpoint is one line, not a traceback."
+    try: return load_model(checkpoint, device=default_device(device))
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e: raise SystemExit(f"{command}: {e}") from None
+
 def _config_dict(config)->dict:
     "The training configuration as plain types."
     from dataclasses import asdict, is_dataclass
@@ -226,14 +231,14 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
     "Evaluate a checkpoint on every modality subset; write scores, summary.json, tables and plots to OUT."
     try: get_protocol(protocol, convention, hd95_form)
     except ValueError as e: raise SystemExit(f"dmafnet-evaluate: {e}") from None
-    model, config = load_model(checkpoint, device=default_device(device))
+    model, config = _cli_model('dmafnet-evaluate', checkpoint, device)
     try: names = find_split(split, data, config, checkpoint)
     except FileNotFoundError as e: raise SystemExit(f"dmafnet-evaluate: {e}") from None
     if cases: names = names[:cases]
     kw = inference_settings(config, patch, overlap)
     ids = [int(s) for s in subset_ids.split(',') if s.strip()] or None
     t0 = time.time()
-    ev = evaluate(model, names, data_dir=data, subset_ids=ids, protocol=protocol, convention=convention, hd95_form=hd95_form,
+    ev = evaluate(model, names, data_dir=data, subset_ids=ids, regions=config.regions, protocol=protocol, convention=convention, hd95_form=hd95_form,
                   et_min_volume=et_min_volume,
                   mode=mode, subset_batch=subset_batch or None, encode_once=not naive, **kw)
     ev.settings.update(split=split, data=str(data), seconds=round(time.time() - t0, 1))
@@ -253,8 +258,9 @@ def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str
                 device:str='auto',            # auto, cpu, cuda, …
                ):
     "Segment one case with whatever modalities it has; write the label map as NIfTI in the input's geometry."
-    model, config = load_model(checkpoint, device=default_device(device))
-    c = load_eval_case(case)
-    have = [m for m, a in zip(c.get('modalities', BRATS_MODALITIES), c['availability']) if a]
+    model, config = _cli_model('dmafnet-predict', checkpoint, device)
+    try: c = load_eval_case(case)
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
+    have = [m for m, a in zip(case_modalities(c), c['availability']) if a]
     full = predict_case(model, c, out, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
     print(f"{c['name']}: segmented with {'+'.join(have)}; labels {sorted(int(v) for v in np.unique(full))} → {out}")

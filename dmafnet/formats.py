@@ -12,11 +12,11 @@ from .data import (encode_labels, is_nifti, nifti_stem, load_nifti, read_volumes
                           find_case_files, find_cases)
 
 # %% auto #0
-__all__ = ['MYOPS_LABEL_NAMES', 'BRATS2023_FILES', 'BRATS2023_LABELS', 'LAYOUTS', 'READERS', 'canonical_name', 'resolve_names',
-           'rfnet_files', 'read_rfnet_case', 'find_myops_cases', 'read_myops_case', 'centre_box',
-           'preprocess_myops_case', 'find_brats2023_cases', 'read_brats2023_case', 'read_case_folder', 'brats_modality',
-           'brats_class', 'channel_table', 'label_table', 'read_dataset_json', 'find_msd_cases', 'read_msd_case',
-           'find_nnunet_cases', 'read_nnunet_case', 'detect_layout', 'list_cases', 'case_loader']
+__all__ = ['BRATS2023_FILES', 'BRATS2023_LABELS', 'LAYOUTS', 'READERS', 'canonical_name', 'resolve_names', 'rfnet_files',
+           'read_rfnet_case', 'find_myops_cases', 'read_myops_case', 'centre_box', 'preprocess_myops_case',
+           'find_brats2023_cases', 'read_brats2023_case', 'read_case_folder', 'brats_modality', 'brats_class',
+           'channel_table', 'label_table', 'read_dataset_json', 'find_msd_cases', 'read_msd_case', 'find_nnunet_cases',
+           'read_nnunet_case', 'detect_layout', 'list_cases', 'case_loader']
 
 # %% ../nbs/01b_formats.ipynb #2f92df3b
 def canonical_name(name:str)->str:
@@ -76,7 +76,6 @@ def read_rfnet_case(root,                       # the folder holding vol/ and se
                 label_values=np.array(BRATS_LABELS, np.int64), modalities=tuple(modalities))
 
 # %% ../nbs/01b_formats.ipynb #832486dc
-MYOPS_LABEL_NAMES = ('background', 'LV myocardium', 'LV blood pool', 'RV blood pool', 'edema', 'scar')
 _MYOPS_KEYS = {'C0': 'c0', 'DE': 'de', 'T2': 't2', 'GD': 'label'}
 
 def find_myops_cases(data_dir)->dict[str, dict]:
@@ -162,12 +161,12 @@ def _region(name:str)->str|None:
 def channel_table(names,                  # channel names in file order (dataset.json)
                   context:str='dataset.json', # named in errors
                  )->tuple[tuple[str, ...], dict[int, str]]:
-    "(modalities, channel index → modality): BraTS's four in our order where every name is a distinct BraTS modality, else the names as given."
+    "(modalities, channel index → modality): BraTS's four in our order where the names are those four, our names in file order where they are fewer distinct BraTS modalities, else the names as given."
     names = [str(n) for n in names]
     if len(set(names)) != len(names): raise ValueError(f"{context}: channel names repeat: {names}")
     ours = [brats_modality(n) for n in names]
-    if None not in ours and len(set(ours)) == len(ours): return BRATS_MODALITIES, dict(enumerate(ours))
-    return tuple(names), dict(enumerate(names))
+    if None in ours or len(set(ours)) != len(ours): return tuple(names), dict(enumerate(names))
+    return (BRATS_MODALITIES if set(ours) == set(BRATS_MODALITIES) else tuple(ours)), dict(enumerate(ours))
 
 def label_table(labels:dict,               # dataset.json's labels: name → value (or list of values: a region)
                 context:str='dataset.json', # named in errors
@@ -201,7 +200,7 @@ def _brats_named(labels:dict)->bool:
 # %% ../nbs/01b_formats.ipynb #bc296c2c
 def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
                      )->dict:
-    "Its `dataset.json`, checked and mapped: path, channels (names in file order), modalities, channel → modality, label_values, file_ending, numTraining."
+    "Its `dataset.json`, checked and mapped: path, channels (names in file order), modalities, channel → modality, label_values, class_names (None: BraTS's), file_ending, numTraining."
     path = Path(root) / 'dataset.json'
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; an MSD or nnU-Net data set (imagesTr/, labelsTr/) needs its dataset.json "
@@ -222,11 +221,13 @@ def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
     end = d.get('file_ending', '.nii.gz')
     if end not in ('.nii.gz', '.nii'): raise ValueError(f"{path}: file_ending {end!r}; only NIfTI ('.nii.gz', '.nii') is read")
     label_values = label_table(labels, str(path))
+    named = {v: k for k, v in labels.items() if isinstance(v, int)} | {0: 'background'}
+    class_names = None if _brats_named(labels) else tuple(named[v] for v in label_values)
     if modalities != BRATS_MODALITIES or not _brats_named(labels):
         warnings.warn(f"{path}: channels {channels} / labels {list(labels)} are not all BraTS's; read as the data set names them "
                       f"(modalities {modalities}, raw label values {label_values})")
     return dict(path=path, kind='msd' if msd else 'nnunet', channels=channels, modalities=modalities, modality_of=modality_of,
-                label_values=label_values, file_ending=end, num_training=d.get('numTraining'))
+                label_values=label_values, class_names=class_names, file_ending=end, num_training=d.get('numTraining'))
 
 # %% ../nbs/01b_formats.ipynb #14e3e18e
 _SPLIT_FOLDERS = (('imagesTr', 'labelsTr'), ('imagesTs', 'labelsTs'))
@@ -262,7 +263,7 @@ def read_msd_case(entry:dict, # from `find_msd_cases`
     index = {m: k for k, m in entry['modality_of'].items()}
     files = {m: entry['image'] if m in index else None for m in entry['modalities']} | {'label': entry['label']}
     load = lambda key, path: load_nifti(path) if key == 'label' else (vol[..., index[key]], img)
-    return read_volumes(files, entry['modalities'], entry['label_values'], name=name, load=load)
+    return read_volumes(files, entry['modalities'], entry['label_values'], name=name, load=load, class_names=entry['class_names'])
 
 def find_nnunet_cases(root # an nnU-Net v2 raw data set folder, `DatasetXXX_Name`
                      )->dict[str, dict]:
@@ -289,7 +290,8 @@ def read_nnunet_case(entry:dict, # from `find_nnunet_cases`
                      name:str,   # the case name
                     )->dict:
     "Read one nnU-Net v2 case: a channel file absent is a missing modality; the raw label."
-    return read_volumes(entry['files'] | {'label': entry['label']}, entry['modalities'], entry['label_values'], name=name)
+    return read_volumes(entry['files'] | {'label': entry['label']}, entry['modalities'], entry['label_values'], name=name,
+                        class_names=entry['class_names'])
 
 # %% ../nbs/01b_formats.ipynb #aed8ad05
 LAYOUTS = ('cache', 'rfnet', 'msd', 'nnunet', 'myops', 'brats2023', 'brats')   # in the order `detect_layout` tries them

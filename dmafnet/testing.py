@@ -102,20 +102,26 @@ def make_test_msd(root,                 # the task folder to write, e.g. `.../Ta
 def make_test_nnunet(root,              # the data set folder to write, e.g. `.../Dataset137_BraTS`
                      n_cases:int=2,     # training cases (seeds seed, seed+1, …)
                      shape=(24, 28, 20), seed:int=0,
-                     missing:dict|None=None,  # case index → our modality names whose channel file is not written
-                     channel_names=('T1', 'T1ce', 'T2', 'Flair'),  # file order (nnU-Net's own BraTS conversion)
+                     missing:dict|None=None,  # case index → modality names (ours or the channel's) whose file is not written
+                     channel_names=('T1', 'T1ce', 'T2', 'Flair'),  # file order (nnU-Net's own BraTS conversion); a name
+                                        # that is not BraTS's gets the contrast of BraTS's channel at its index
                      region_based:bool=False,  # labels as WT/TC/ET regions instead of edema/NET/ET
+                     labels:dict|None=None,    # other labels (name → value): the k-th foreground label takes the tumour's
+                                        # classes ≥ k (necrosis, edema, enhancing), the last one all that remain
                     )->Path:
     "Write an nnU-Net v2 raw data set: dataset.json, `imagesTr/BraTS_001_000K.nii.gz`, `labelsTr/BraTS_001.nii.gz` (1 edema, 2 NET, 3 ET)."
-    root = Path(root); missing = missing or {}; order = [brats_modality(n) for n in channel_names]
-    labels = ({'background': 0, 'whole tumor': [1, 2, 3], 'tumor core': [2, 3], 'enhancing tumor': 3} if region_based else
-              {'background': 0, 'edema': 1, 'non-enhancing tumor': 2, 'enhancing tumour': 3})
+    root = Path(root); missing = missing or {}
+    order = [brats_modality(n) or BRATS_MODALITIES[k % 4] for k, n in enumerate(channel_names)]
+    labels = labels or ({'background': 0, 'whole tumor': [1, 2, 3], 'tumor core': [2, 3], 'enhancing tumor': 3} if region_based
+                        else {'background': 0, 'edema': 1, 'non-enhancing tumor': 2, 'enhancing tumour': 3})
+    values = label_table(labels)
     for d in ('imagesTr', 'labelsTr'): (root / d).mkdir(parents=True, exist_ok=True)
     for i in range(n_cases):
         vols, label, affine = synthetic_volumes(shape, seed + i)
-        for k, m in enumerate(order):
-            if m not in missing.get(i, ()): _save(vols[m], root / 'imagesTr' / f'BraTS_{i + 1:03d}_{k:04d}.nii.gz')
-        _save(_relabel(label, label_table(labels)), root / 'labelsTr' / f'BraTS_{i + 1:03d}.nii.gz')
+        for k, (n, m) in enumerate(zip(channel_names, order)):
+            if not {n, m} & set(missing.get(i, ())): _save(vols[m], root / 'imagesTr' / f'BraTS_{i + 1:03d}_{k:04d}.nii.gz')
+        raw = np.asarray(values, np.uint8)[np.minimum(encode_labels(label), len(values) - 1)]   # class k → its raw value
+        _save(raw, root / 'labelsTr' / f'BraTS_{i + 1:03d}.nii.gz')
     meta = dict(channel_names={str(k): n for k, n in enumerate(channel_names)}, labels=labels, numTraining=n_cases,
                 file_ending='.nii.gz', **({'regions_class_order': [1, 2, 3]} if region_based else {}))
     (root / 'dataset.json').write_text(json.dumps(meta, indent=1))

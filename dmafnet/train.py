@@ -137,6 +137,7 @@ class Trainer:
         if self.main: self.data = prepare_data(cfg)
         self._barrier()
         if not self.main: self.data = prepare_data(cfg)
+        self.cfg = cfg = self.data.config   # a 'custom' data set's modality and class names, filled in from the cache
         ds = SliceDataset if cfg.spatial_dims == 2 else VolumeDataset
         avail = self.data.availability if cfg.missing == 'idt' else None
         self.train_set = ds(self.data.cache, self.data.train, availability=avail, patch_size=cfg.patch_size,

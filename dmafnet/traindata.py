@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from .core import BRATS_LABELS, BRATS_LABEL_NAMES, MYOPS_LABEL_NAMES, modality_names
 from .config import TrainConfig
 from .datasets import load_case, make_split, read_split, write_split
 from .data import load_cached
@@ -20,8 +21,8 @@ from .phantom import make_phantom
 from .missing import imbalanced_masks, read_mask_csv, write_mask_csv, mask_dict, sample_pdt
 
 # %% auto #0
-__all__ = ['RunData', 'resolve_cache', 'resolve_split', 'resolve_masks', 'check_data', 'prepare_data', 'EpochBatches', 'seeded',
-           'SeededSamples']
+__all__ = ['RunData', 'resolve_cache', 'resolve_split', 'resolve_masks', 'check_data', 'describe_data', 'prepare_data',
+           'EpochBatches', 'seeded', 'SeededSamples']
 
 # %% ../nbs/08c_traindata.ipynb #3f2b683c
 @dataclass
@@ -32,6 +33,7 @@ class RunData:
     val: list                      # validation case names
     masks: pd.DataFrame|None = None  # IDT mask table of the training cases (PASSION columns), None under PDT/full
     availability: dict = field(default_factory=dict)  # training case → bool (M,): files present AND mask
+    config: TrainConfig|None = None  # the configuration the data were checked against ('custom': names filled in)
 
 # %% ../nbs/08c_traindata.ipynb #25ce0832
 def _case_table(cache:Path)->pd.DataFrame:
@@ -123,21 +125,40 @@ def check_data(cfg:TrainConfig, rd:RunData)->None:
             raise ValueError(f"config field 'patch_size': {cfg.patch_size} is larger than the smallest training "
                              f"{'slice' if cfg.spatial_dims == 2 else 'volume'} {fits} in {rd.cache}")
 
+def _description(cache:Path, name:str)->dict:
+    "A cached case's modalities, raw label values and class names (BraTS's / MyoPS's by count where the cache names none)."
+    f = cache/f'{name}.npz'
+    d = load_cached(f, keys=['modalities', 'label_values', 'class_names', 'availability']) if f.is_file() else load_case(cache, name)
+    values = tuple(int(v) for v in d.get('label_values', BRATS_LABELS))
+    names = d.get('class_names') or {len(BRATS_LABEL_NAMES): BRATS_LABEL_NAMES, len(MYOPS_LABEL_NAMES): MYOPS_LABEL_NAMES}.get(
+        len(values), ('background', *(f'label {v}' for v in values[1:])))
+    return dict(modalities=modality_names(len(d['availability']), d.get('modalities')), label_values=values, class_names=tuple(names))
+
+def describe_data(cfg:TrainConfig, # the run's configuration
+                  cache:Path,      # its preprocessed cache
+                  name:str,        # a training case of it
+                 )->TrainConfig:
+    "`cfg` with a 'custom' data set's missing `modality_names`/`class_names` taken from the cache (any other data set: as it is)."
+    if cfg.dataset != 'custom' or (cfg.modality_names is not None and cfg.class_names is not None): return cfg
+    d = _description(cache, name)
+    return cfg.update(modality_names=cfg.modality_names or d['modalities'], class_names=cfg.class_names or d['class_names'])
+
 def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved against `cfg.out`)
                 )->RunData:
-    "Cache, split and masks of a run (made where missing), checked against the configuration."
+    "Cache, split and masks of a run (made where missing), checked against the configuration ('custom': described from the cache)."
     cache = resolve_cache(cfg)
     train, val = resolve_split(cfg, cache)
+    cfg = describe_data(cfg, cache, train[0])
     masks = resolve_masks(cfg, train)
     table, availability = _case_table(cache), {}
     have = tuple(c[4:] for c in table.columns if c.startswith('has_'))  # the modalities the cache was preprocessed with
+    hint = "; set dataset=custom to train on the cache's own modalities and classes" if cfg.dataset != 'custom' else ''
     if have and have != tuple(cfg.modalities):
-        raise ValueError(f"config field 'dataset': {cache} holds modalities {have}; {cfg.dataset!r} reads {tuple(cfg.modalities)}")
-    first = cache/f'{train[0]}.npz'
-    values = load_cached(first, keys=['label_values']).get('label_values') if first.is_file() else None
-    if values is not None and len(values) != cfg.n_classes:
-        raise ValueError(f"config field 'dataset': {first} has {len(values)} classes (raw labels {values.tolist()}); "
-                         f"{cfg.dataset!r} has {cfg.n_classes}")
+        raise ValueError(f"config field 'dataset': {cache} holds modalities {have}; {cfg.dataset!r} reads {tuple(cfg.modalities)}{hint}")
+    d = _description(cache, train[0])
+    if len(d['label_values']) != cfg.n_classes:
+        raise ValueError(f"config field 'dataset': {cache/train[0]}.npz has {len(d['label_values'])} classes (raw labels "
+                         f"{list(d['label_values'])}); {cfg.dataset!r} has {cfg.n_classes}{hint}")
     if masks is not None:
         mdict = mask_dict(masks)
         try: keys = resolve_names(train, list(mdict), context=f"config field '{'mask_csv' if cfg.mask_csv else 'setting'}': "
@@ -148,7 +169,7 @@ def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved again
         if len(a) != cfg.n_modalities:
             raise ValueError(f"config field 'dataset': case {n} has {len(a)} modalities, {cfg.dataset!r} has {cfg.n_modalities}")
         availability[n] = a & np.asarray(mdict[keys[i]], bool) if masks is not None else a
-    rd = RunData(cache, train, val, masks, availability)
+    rd = RunData(cache, train, val, masks, availability, cfg)
     check_data(cfg, rd)
     return rd
 

@@ -219,3 +219,39 @@ def test_cli_train_and_evaluate_on_brats2023(tmp_path):
     ref = nib.load(str(d / 'BraTS-GLI-00000-000' / 'BraTS-GLI-00000-000-t2f.nii.gz')); img = nib.load(str(out))
     assert img.shape == ref.shape and np.allclose(img.affine, ref.affine) and set(np.unique(full).tolist()) <= {0, 1, 2, 3}
     assert case['label_values'].tolist() == [0, 1, 2, 3]
+
+# ---- M ≠ 4: a 2-modality data set of its own (CT, PET; labels lesion/necrosis) and 3 of BraTS's (FLAIR, T1gd, T2)
+@pytest.mark.parametrize('M', [2, 3])
+def test_cli_any_number_of_modalities(tmp_path, M):
+    "nnU-Net data sets with 2 and 3 channels: dmafnet-preprocess, -masks, -train (dataset=custom), -evaluate on all 2^M − 1 subsets, -predict."
+    chans, mods = {2: (('CT', 'PET'), ('CT', 'PET')), 3: (('FLAIR', 'T1gd', 'T2'), ('flair', 't1ce', 't2'))}[M]
+    labels = {'background': 0, 'lesion': 1, 'necrosis': 2} if M == 2 else None   # M = 3: BraTS's labels, so WT/TC/ET
+    d = make_test_nnunet(tmp_path / 'Dataset300_Any', n_cases=6, shape=(32, 32, 20), channel_names=chans, labels=labels,
+                         missing={1: (chans[0],)} if M == 2 else None)
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    def run(*a):
+        r = subprocess.run([str(x) for x in a], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    run(BIN / 'dmafnet-preprocess', '--data', d, '--out', tmp_path / 'cache', '--min_size', '32')
+    rates = ','.join(['0.2', '0.4', '0.1'][:M])
+    assert f'available: {mods[0]}' in run(BIN / 'dmafnet-masks', '--cases', tmp_path / 'cache' / 'train.txt',
+                                          '--out', tmp_path / 'masks.csv', '--rates', rates, '--modalities', ','.join(mods))
+    run(BIN / 'dmafnet-train', '--preset', 'phantom', '--data', tmp_path / 'cache', '--out', tmp_path / 'run', '--epochs', '1',
+        '--set', 'dataset=custom', f"mask_csv={tmp_path / 'masks.csv'}", 'base_width=4', 'patch_size=[32,32]', 'batch_size=2',
+        'steps_per_epoch=2', 'val_cases=1', 'val_every=1', 'progress=off')
+    from dmafnet.config import load_config
+    cfg = load_config(tmp_path / 'run' / 'config.yaml')
+    regions = ['lesion', 'necrosis'] if M == 2 else ['WT', 'TC', 'ET']
+    assert cfg.modality_names == mods and cfg.n_classes == (3 if M == 2 else 4) and list(cfg.regions) == regions
+    ck = tmp_path / 'run' / 'checkpoints' / 'last.pt'
+    out = run(BIN / 'dmafnet-evaluate', '--checkpoint', ck, '--data', tmp_path / 'cache', '--out', tmp_path / 'report', '--split', 'all')
+    assert f'6 cases × {2 ** M - 1} subsets' in out and all(f'{r} ' in out for r in regions)
+    import pandas as pd
+    scores = pd.read_csv(tmp_path / 'report' / 'scores.csv')
+    assert scores.subset_id.nunique() == 2 ** M - 1 and {f'dice_{r}' for r in regions} <= set(scores.columns)
+    assert set(mods) <= set(scores.columns)
+    run(BIN / 'dmafnet-predict', '--checkpoint', ck, '--case', tmp_path / 'cache' / 'BraTS_001.npz', '--out', tmp_path / 'pred.nii.gz')
+    pred, ref = nib.load(str(tmp_path / 'pred.nii.gz')), nib.load(str(d / 'labelsTr' / 'BraTS_001.nii.gz'))
+    assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
+    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= set(np.unique(np.asarray(ref.dataobj)).tolist()) | {0}
