@@ -16,7 +16,7 @@ from .missing import subsets, subset_names
 from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, regions_for
 from .report import write_report, subset_means, overall_means
 from .data import load_cached, preprocess_case, restore_label, write_label_nifti, uncrop
-from .formats import detect_layout, list_cases, case_loader, resolve_names, read_case_folder
+from .formats import detect_layout, list_cases, case_loader, resolve_names, read_case_folder, read_dataset_json
 from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
 
@@ -121,6 +121,7 @@ def evaluate(model,                          # the network (eval mode is set dur
              hd95_form:str|None=None,        # replace the protocol's HD95 form ('pooled' or 'max')
              et_min_volume:float|None=500.,  # ET post-processing threshold in mm³ (PASSION: 500 voxels); None: no `ET_post`
              progress='auto',                # progress over cases: 'auto', 'bars', 'lines', 'off' (`core.progress_mode`)
+             skip_unlabelled:bool=False,     # leave out cases without a label (named in a warning and the settings); False: an error
              **infer_kw,                     # `predict_subsets` options: patch_size, overlap, mode, subset_batch, …
             )->Evaluation:
     "Score every case under every subset it can form; the scores, a per-case table and the settings."
@@ -130,21 +131,25 @@ def evaluate(model,                          # the network (eval mode is set dur
     if not n: raise ValueError("evaluate: no cases given")
     pr = get_protocol(protocol, convention, hd95_form)
     regions = regions if regions is not None else regions_for(model.n_classes)
-    rows, infos, modalities = [], [], None
+    rows, infos, modalities, unlabelled = [], [], None, []
     shown = Progress(n, 'evaluate', 'case', mode=progress, every=1)
     for c in cases:
         case = c if isinstance(c, dict) else load_eval_case(c, data_dir)
+        if skip_unlabelled and case.get('label') is None:
+            unlabelled.append(case['name']); shown.update(1, case=case['name']); continue
         r, info = evaluate_case(model, case, subset_ids, regions, pr, et_min_volume, **infer_kw)
         rows += r; infos.append(info)
         modalities = modalities or case_modalities(case)
         shown.update(1, case=info['case'])
     shown.close()
+    if unlabelled: warnings.warn(f"{len(unlabelled)} case(s) without a label not scored: {unlabelled}")
+    if not infos: raise ValueError(f"evaluate: none of the {n} case(s) has a label to score against")
     cases_df = pd.DataFrame(infos)
     partial = cases_df[cases_df.missing != '']
     for r in partial.itertuples():
         warnings.warn(f"{r.case}: no {r.missing} on disk; scored on {r.n_subsets} subsets only")
     settings = dict(infer_kw, protocol=asdict(pr), et_min_volume=et_min_volume, regions=regions,
-                    subset_ids=None if subset_ids is None else list(subset_ids))
+                    subset_ids=None if subset_ids is None else list(subset_ids), unlabelled=unlabelled)
     settings.setdefault('overlap', 0.5); settings.setdefault('mode', 'constant')
     settings['patch_size'] = None if settings.get('patch_size') is None else list(settings['patch_size'])
     settings.pop('device', None)
@@ -214,7 +219,7 @@ def _config_dict(config)->dict:
 def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str, required=True)=None,
                  data:Param("data folder of any layout (BraTS 2020/2021/2023, MSD, nnU-Net v2, RFNet, MyoPS) or preprocessed cache", str, required=True)=None,
                  out:Param("report folder", str, required=True)=None,
-                 split:str='test',            # 'test', 'val', 'train' or 'all'
+                 split:str='test',            # 'test', 'val', 'train' or 'all' (every labelled case; unlabelled ones are named)
                  cases:int=0,                 # evaluate at most this many cases (0: all)
                  subset_ids:str='',           # comma-separated subset ids to score ('': all)
                  patch:str=None,              # window size, e.g. 80,80,80 (default: the training patch in 3D, whole slices in 2D)
@@ -238,29 +243,45 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
     kw = inference_settings(config, patch, overlap)
     ids = [int(s) for s in subset_ids.split(',') if s.strip()] or None
     t0 = time.time()
-    ev = evaluate(model, names, data_dir=data, subset_ids=ids, regions=config.regions, protocol=protocol, convention=convention, hd95_form=hd95_form,
-                  et_min_volume=et_min_volume,
-                  mode=mode, subset_batch=subset_batch or None, encode_once=not naive, **kw)
+    try: ev = evaluate(model, names, data_dir=data, subset_ids=ids, regions=config.regions, protocol=protocol, convention=convention,
+                       hd95_form=hd95_form, et_min_volume=et_min_volume, skip_unlabelled=split == 'all',
+                       mode=mode, subset_batch=subset_batch or None, encode_once=not naive, **kw)
+    except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-evaluate: {e}") from None
     ev.settings.update(split=split, data=str(data), seconds=round(time.time() - t0, 1))
-    paths = ev.write(out, checkpoint, _config_dict(config), title=f'{Path(checkpoint).name} on {split} ({len(names)} cases)')
+    paths = ev.write(out, checkpoint, _config_dict(config), title=f'{Path(checkpoint).name} on {split} ({len(ev.cases)} cases)')
     m = ev.mean()
-    print(f"{len(names)} cases × {ev.per_subset().shape[0]} subsets in {time.time() - t0:.0f} s; mean Dice "
+    print(f"{len(ev.cases)} cases × {ev.per_subset().shape[0]} subsets in {time.time() - t0:.0f} s; mean Dice "
           + ', '.join(f"{c[5:]} {m[c]:.3f}" for c in m.index if c.startswith('dice_')) + f"; report in {paths['markdown']}")
 
 @call_parse
+def _prediction_targets(case:str, out:str, data:str|None)->list[tuple[str, Path]]:
+    "(case source, output file) pairs: one case, or with `data` the named case(s) of that folder written into `out/` under their names."
+    if data is None: return [(case, Path(out))]
+    layout = detect_layout(data)
+    names = list_cases(data, layout) if case == 'all' else [case]
+    end = read_dataset_json(data)['file_ending'] if layout in ('msd', 'nnunet') else '.nii.gz'
+    return [(n, Path(out) / f'{n}{end}') for n in names]
+
+@call_parse
 def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str, required=True)=None,
-                case:Param("case folder with any of the modality files (or a cache .npz)", str, required=True)=None,
-                out:Param("output label map (.nii.gz): original geometry, raw label values", str, required=True)=None,
-                probabilities:str=None,       # also write class probabilities (4D .nii.gz) here
+                case:Param("case folder or cache .npz; with --data a case name of that folder, or 'all'", str, required=True)=None,
+                out:Param("output label map (.nii.gz): original geometry, raw label values; with --data a folder", str, required=True)=None,
+                data:str=None,                # data folder (any layout) or cache whose case(s) CASE names: OUT/<case><file ending>,
+                                              # one label file per case as nnU-Net writes its predictions
+                probabilities:str=None,       # also write class probabilities (4D .nii.gz) here (one case only)
                 patch:str=None,               # window size (default: the training patch in 3D, whole slices in 2D)
                 overlap:float=None,           # window overlap (default 0.5)
                 et_min_volume:float=None,     # ET post-processing threshold in mm³ (default: off)
                 device:str='auto',            # auto, cpu, cuda, …
                ):
-    "Segment one case with whatever modalities it has; write the label map as NIfTI in the input's geometry."
+    "Segment cases with whatever modalities each has; write each label map as NIfTI in its input's geometry."
     model, config = _cli_model('dmafnet-predict', checkpoint, device)
-    try: c = load_eval_case(case)
+    try: targets = _prediction_targets(case, out, data)
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
-    have = [m for m, a in zip(case_modalities(c), c['availability']) if a]
-    full = predict_case(model, c, out, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
-    print(f"{c['name']}: segmented with {'+'.join(have)}; labels {sorted(int(v) for v in np.unique(full))} → {out}")
+    if probabilities is not None and len(targets) > 1: raise SystemExit("dmafnet-predict: --probabilities takes one case")
+    for source, path in targets:
+        try: c = load_eval_case(source, data)
+        except (ValueError, FileNotFoundError, KeyError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
+        have = [m for m, a in zip(case_modalities(c), c['availability']) if a]
+        full = predict_case(model, c, path, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
+        print(f"{c['name']}: segmented with {'+'.join(have)}; labels {sorted(int(v) for v in np.unique(full))} → {path}")

@@ -9,7 +9,7 @@ from dmafnet.formats import detect_layout, list_cases, case_loader, find_msd_cas
 from dmafnet.metrics import BRATS_REGIONS, region_mask
 from dmafnet.preprocess import preprocess_dataset, preprocess_cli
 from dmafnet.datasets import VolumeDataset
-from dmafnet.testing import make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet
+from dmafnet.testing import make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet, synthetic_volumes
 
 BIN = Path(sys.executable).parent
 
@@ -189,36 +189,74 @@ def test_nnunet_bad_input(tmp_path):
 
 # ---- a tiny train → evaluate round trip through the commands, on one layout
 
-def test_cli_train_and_evaluate_on_brats2023(tmp_path):
-    "The 2023 folder preprocessed, then dmafnet-train (2D, 2 steps), dmafnet-evaluate and a prediction on a raw case folder, at one thread."
+def _layout_fixtures(root:Path)->dict:
+    "Each BraTS-like layout's fixture (two labelled cases of the same synthetic tumours): layout → (folder, case → label file)."
+    out = {}
+    d = root / 'brats2021'
+    for i in range(2): make_test_case(d / f'BraTS2021_{i:05d}', shape=(32, 32, 20), seed=i)
+    out['brats'] = d, {f'BraTS2021_{i:05d}': d / f'BraTS2021_{i:05d}' / f'BraTS2021_{i:05d}_seg.nii.gz' for i in range(2)}
+    d = make_test_msd(root / 'Task01_BrainTumour', n_cases=2, shape=(32, 32, 20))
+    out['msd'] = d, {f'BRATS_{i:03d}': d / 'labelsTr' / f'BRATS_{i:03d}.nii.gz' for i in (1, 2)}
+    d = make_test_nnunet(root / 'Dataset137_BraTS', n_cases=2, shape=(32, 32, 20), missing={1: ('t2',)})
+    out['nnunet'] = d, {f'BraTS_{i:03d}': d / 'labelsTr' / f'BraTS_{i:03d}.nii.gz' for i in (1, 2)}
+    d = root / 'rfnet'
+    for sub in ('vol', 'seg'): (d / sub).mkdir(parents=True)
+    for i in range(2):
+        vols, label, _ = synthetic_volumes((32, 32, 20), seed=i)
+        np.save(d / 'vol' / f'HG_case{i}_vol.npy', np.stack([vols[m] for m in BRATS_MODALITIES], -1) / 100)
+        np.save(d / 'seg' / f'HG_case{i}_seg.npy', encode_labels(label))
+    out['rfnet'] = d, {}
+    return out
+
+def test_cli_on_every_layout(tmp_path):
+    """dmafnet-preprocess, -train, -evaluate and -predict on each layout's fixture, at one thread: one 2D model trained (2 steps)
+    on the BraTS 2023 cache, then each layout's raw folder evaluated and predicted (one label file per case, nnU-Net's way)."""
     d = tmp_path / 'gli'
     for i in range(4): make_test_brats2023_case(d / f'BraTS-GLI-{i:05d}-000', shape=(32, 32, 20), seed=i)
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    run = lambda *a: subprocess.run([str(x) for x in a], capture_output=True, text=True, env=env, timeout=300)
-    assert (preprocess_dataset(d, tmp_path / 'cache', min_size=32, verbose=False).status == 'loaded').all()  # as dmafnet-preprocess
-    r = run(BIN / 'dmafnet-train', '--preset', 'phantom', '--data', tmp_path / 'cache', '--out', tmp_path / 'run', '--epochs', '1',
-            '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2', 'val_cases=1',
-            'val_subsets=[14]', 'val_every=1', 'progress=false')
-    assert r.returncode == 0, r.stderr[-3000:]
+    def run(*a):
+        r = subprocess.run([str(x) for x in a], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    layouts = _layout_fixtures(tmp_path / 'layouts')
+    assert 'ready in' in run(BIN / 'dmafnet-preprocess', '--data', d, '--out', tmp_path / 'cache', '--min_size', '32')
+    run(BIN / 'dmafnet-train', '--preset', 'phantom', '--data', tmp_path / 'cache', '--out', tmp_path / 'run', '--epochs', '1',
+        '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2', 'val_cases=1',
+        'val_subsets=[14]', 'val_every=1', 'progress=false')
     ck = next((tmp_path / 'run' / 'checkpoints').glob('*.pt'))
-    r = run(BIN / 'dmafnet-evaluate', '--checkpoint', ck, '--data', tmp_path / 'cache', '--out', tmp_path / 'report',
-            '--split', 'all', '--cases', '2', '--subset_ids', '14')
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert 'mean Dice' in r.stdout and (tmp_path / 'report' / 'scores.csv').is_file()
+    out = run(BIN / 'dmafnet-evaluate', '--checkpoint', ck, '--data', tmp_path / 'cache', '--out', tmp_path / 'report',
+              '--split', 'all', '--cases', '2', '--subset_ids', '14')
+    assert 'mean Dice' in out and (tmp_path / 'report' / 'scores.csv').is_file()
     # a raw 2023 case folder predicted: the release's geometry and its own label values (no 4)
-    import torch
-    from dmafnet.evaluate import load_eval_case, predict_case
-    from dmafnet.trainparts import load_model
-    from dmafnet.inference import inference_settings
+    run(BIN / 'dmafnet-predict', '--checkpoint', ck, '--case', d / 'BraTS-GLI-00000-000', '--out', tmp_path / 'pred.nii.gz')
+    ref = nib.load(str(d / 'BraTS-GLI-00000-000' / 'BraTS-GLI-00000-000-t2f.nii.gz')); img = nib.load(str(tmp_path / 'pred.nii.gz'))
+    assert img.shape == ref.shape and np.allclose(img.affine, ref.affine) and set(np.unique(img.dataobj).tolist()) <= {0, 1, 2, 3}
+    # each layout preprocessed, and its raw folder evaluated and predicted as it is, by the commands' functions in this
+    # process (the same code as the console commands, without a torch import per call)
+    import contextlib, io, torch, warnings
+    from dmafnet.evaluate import evaluate_cli, predict_cli
     n = torch.get_num_threads(); torch.set_num_threads(1)
     try:
-        model, config = load_model(ck, device='cpu')
-        case = load_eval_case(d / 'BraTS-GLI-00000-000')
-        out = tmp_path / 'pred.nii.gz'; full = predict_case(model, case, out, **inference_settings(config))
+        for name, (folder, labels) in layouts.items():
+            log = io.StringIO()
+            with contextlib.redirect_stdout(log), warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                if name != 'rfnet':   # (RFNet's npy is read as it is, not preprocessed)
+                    preprocess_cli(data=str(folder), out=str(tmp_path / f'cache_{name}'), min_size=32)
+                evaluate_cli(checkpoint=str(ck), data=str(folder), out=str(tmp_path / f'report_{name}'), split='all')
+                predict_cli(checkpoint=str(ck), data=str(folder), case='all', out=str(tmp_path / f'pred_{name}'))
+            out = log.getvalue()
+            assert (name == 'rfnet' or 'ready in' in out) and '2 cases × 15 subsets' in out, (name, out)
+            _check_predictions(tmp_path / f'pred_{name}', folder, labels, name)
     finally: torch.set_num_threads(n)
-    ref = nib.load(str(d / 'BraTS-GLI-00000-000' / 'BraTS-GLI-00000-000-t2f.nii.gz')); img = nib.load(str(out))
-    assert img.shape == ref.shape and np.allclose(img.affine, ref.affine) and set(np.unique(full).tolist()) <= {0, 1, 2, 3}
-    assert case['label_values'].tolist() == [0, 1, 2, 3]
+
+def _check_predictions(pred_dir:Path, folder:Path, labels:dict, name:str):
+    "One label file per case of `folder`, each in its input's geometry with the release's own label values."
+    for case, f in labels.items():
+        pred, ref = nib.load(str(pred_dir / f'{case}.nii.gz')), nib.load(str(f))
+        assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine), (name, case)
+        assert set(np.unique(pred.dataobj).tolist()) <= set(np.unique(ref.dataobj).tolist()) | {0}, (name, case)
+    assert len(list(pred_dir.glob('*.nii.gz'))) == len(list_cases(folder)), name  # MSD: imagesTs/ too
 
 # ---- M ≠ 4: a 2-modality data set of its own (CT, PET; labels lesion/necrosis) and 3 of BraTS's (FLAIR, T1gd, T2)
 @pytest.mark.parametrize('M', [2, 3])
