@@ -10,11 +10,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn as nn
 
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'BRATS_LABEL_NAMES', 'MYOPS_LABEL_NAMES',
-           'PROGRESS_MODES', 'modality_names', 'NetOutput', 'check_availability', 'default_device', 'seed_everything',
-           'in_test', 'atomic_write', 'progress_mode', 'clock', 'Progress']
+           'PROGRESS_MODES', 'modality_names', 'NetOutput', 'check_availability', 'check_spatial_dims', 'conv_nd',
+           'norm_nd', 'interp_mode', 'default_device', 'seed_everything', 'in_test', 'atomic_write', 'progress_mode',
+           'clock', 'Progress']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
@@ -72,6 +74,29 @@ def check_availability(availability:torch.Tensor, # B×M (or M) mask, bool or 0/
     empty = (~a.any(1)).nonzero().flatten().tolist()
     if empty: raise ValueError(f"{context}: sample(s) {empty} have every modality missing; at least one is needed")
     return a
+
+# %% ../nbs/00_core.ipynb #1812dd4a
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+_INTERP = {2: 'bilinear', 3: 'trilinear'}
+
+def check_spatial_dims(spatial_dims:int # 2 or 3
+                      )->int:
+    "Validate `spatial_dims` (2 or 3) and return it."
+    if spatial_dims not in (2, 3): raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    return spatial_dims
+
+def conv_nd(spatial_dims:int)->type:
+    "`nn.Conv2d` or `nn.Conv3d`."
+    return _CONV[check_spatial_dims(spatial_dims)]
+
+def norm_nd(spatial_dims:int)->type:
+    "`nn.InstanceNorm2d` or `nn.InstanceNorm3d`."
+    return _NORM[check_spatial_dims(spatial_dims)]
+
+def interp_mode(spatial_dims:int)->str:
+    "The linear interpolation mode for `F.interpolate`: bilinear or trilinear."
+    return _INTERP[check_spatial_dims(spatial_dims)]
 
 # %% ../nbs/00_core.ipynb #8ea27e55
 def default_device(device:str|torch.device|None=None # 'cpu', 'cuda', 'cuda:1', … or None for automatic

@@ -6,32 +6,13 @@
 from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-from .core import check_availability
+from .core import check_availability, check_spatial_dims, conv_nd, interp_mode
 
 # %% auto #0
-__all__ = ['check_spatial_dims', 'conv_nd', 'interp_mode', 'mask_modalities', 'resize_maps', 'MeanFusion', 'ConcatFusion',
-           'AttentionBlock', 'AttentionProbe', 'DMAF', 'DMAFFusion', 'make_fusion']
+__all__ = ['mask_modalities', 'resize_maps', 'MeanFusion', 'ConcatFusion', 'AttentionBlock', 'AttentionProbe', 'DMAF',
+           'DMAFFusion', 'make_fusion']
 
 # %% ../nbs/04_dmaf.ipynb #0fb62cec
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_INTERP = {2: 'bilinear', 3: 'trilinear'}
-
-def check_spatial_dims(spatial_dims:int # 2 or 3
-                      )->int:
-    "Validate `spatial_dims` (2 or 3) and return it."
-    if spatial_dims not in (2, 3): raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-    return spatial_dims
-
-def conv_nd(spatial_dims:int # 2 or 3
-           )->type:
-    "`nn.Conv2d` or `nn.Conv3d`."
-    return _CONV[check_spatial_dims(spatial_dims)]
-
-def interp_mode(spatial_dims:int # 2 or 3
-               )->str:
-    "The linear interpolation mode for `F.interpolate`: bilinear or trilinear."
-    return _INTERP[check_spatial_dims(spatial_dims)]
-
 def mask_modalities(x:torch.Tensor,            # B×M×… per-modality tensor
                     availability:torch.Tensor, # B×M bool
                    )->torch.Tensor:
@@ -44,7 +25,7 @@ def resize_maps(maps:torch.Tensor, # B×M×G… maps on a token grid
                )->torch.Tensor:
     "Bring maps to `size` by (bi/tri)linear interpolation; convex weights keep zeros zero and sums one."
     if tuple(maps.shape[2:]) == tuple(size): return maps
-    return F.interpolate(maps, size=tuple(size), mode=_INTERP[len(size)], align_corners=False)
+    return F.interpolate(maps, size=tuple(size), mode=interp_mode(len(size)), align_corners=False)
 
 # %% ../nbs/04_dmaf.ipynb #ab77c2fd
 class MeanFusion(nn.Module):

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import NetOutput, check_availability, modality_names
+from .core import NetOutput, check_availability, modality_names, interp_mode
 
 def _fp(x:torch.Tensor)->torch.Tensor:
     "Half-precision tensors (AMP) upcast to float32 for the loss arithmetic; float32/float64 kept."
@@ -241,7 +241,7 @@ class DMAFCriterion(nn.Module):
     def _seg(self, logits, label): # per-sample segmentation loss of logits against integer labels
         probs = _fp(logits).softmax(1)
         if probs.shape[2:] != label.shape[1:]:
-            probs = F.interpolate(probs, size=label.shape[1:], mode=('bilinear', 'trilinear')[self.spatial_dims - 2],
+            probs = F.interpolate(probs, size=label.shape[1:], mode=interp_mode(self.spatial_dims),
                                   align_corners=False)
         return label_segmentation_loss(probs, label, self.ce_clamp, self.dice_eps)
 

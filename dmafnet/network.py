@@ -6,15 +6,14 @@
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
-from .core import NetOutput, check_availability
-from .dmaf import conv_nd, interp_mode, check_spatial_dims, mask_modalities, make_fusion, DMAFFusion
+from .core import NetOutput, check_availability, check_spatial_dims, conv_nd, norm_nd, interp_mode
+from .dmaf import mask_modalities, make_fusion, DMAFFusion
 
 # %% auto #0
 __all__ = ['N_LEVELS', 'SIZE_MULTIPLE', 'ConvBlock', 'ResidualPair', 'Encoder', 'Decoder', 'grouped_encode', 'pad_to_multiple',
            'DMAFNet']
 
 # %% ../nbs/05_network.ipynb #a11090aa
-_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 N_LEVELS = 5                 # encoder stages / pyramid levels
 SIZE_MULTIPLE = 2 ** (N_LEVELS - 1)  # spatial sizes must be multiples of 16
 
@@ -22,7 +21,7 @@ class ConvBlock(nn.Sequential):
     "Pre-norm convolution: instance norm, LeakyReLU, convolution (`pre_norm=False`: the convolution alone)."
     def __init__(self, spatial_dims:int, in_channels:int, out_channels:int, kernel_size:int=3, stride:int=1,
                  negative_slope:float=0.2, pre_norm:bool=True):
-        layers = [_NORM[check_spatial_dims(spatial_dims)](in_channels, affine=True),
+        layers = [norm_nd(spatial_dims)(in_channels, affine=True),
                   nn.LeakyReLU(negative_slope)] if pre_norm else []
         layers.append(conv_nd(spatial_dims)(in_channels, out_channels, kernel_size, stride, kernel_size // 2))
         super().__init__(*layers)
