@@ -13,10 +13,10 @@ from .core import BRATS_MODALITIES, modality_names, atomic_write
 from .formats import list_cases
 
 # %% auto #0
-__all__ = ['PASSION_ORDER', 'RULES', 'PASSION_SEED', 'COLUMNS', 'subsets', 'subset_names', 'subset_id', 'pos_mask_ids',
-           'parse_setting', 'setting_name', 'check_rates', 'expected_counts', 'imbalanced_masks', 'passion_masks',
-           'mask_array', 'modality_counts', 'mask_dict', 'parse_mask', 'write_mask_csv', 'read_mask_csv',
-           'plot_availability', 'plot_subset_counts', 'sample_pdt', 'read_case_names', 'masks_cli']
+__all__ = ['PASSION_ORDER', 'RULES', 'PASSION_SEED', 'COLUMNS', 'subsets', 'subset_name', 'subset_names', 'subset_id',
+           'pos_mask_ids', 'parse_setting', 'setting_name', 'check_rates', 'expected_counts', 'imbalanced_masks',
+           'passion_masks', 'mask_array', 'modality_counts', 'mask_dict', 'parse_mask', 'write_mask_csv',
+           'read_mask_csv', 'plot_availability', 'plot_subset_counts', 'sample_pdt', 'read_case_names', 'masks_cli']
 
 # %% ../nbs/03_missing.ipynb #d361bb76
 _BRATS_SUBSETS = (  # RFNet/PASSION's order, channel order (flair, t1ce, t1, t2)
@@ -34,12 +34,18 @@ def subsets(n_modalities:int=4 # how many modalities the data set has
     return sorted(pats, key=lambda p: (sum(p), sum(b << (n_modalities - 1 - i) for i, b in enumerate(p))))
 
 
+def subset_name(mask,       # one availability pattern, in channel order
+                modalities, # the modality names, in channel order
+               )->str:
+    "The present modalities joined by '+', in channel order; 'all' when every one is present."
+    return 'all' if all(mask) else '+'.join(m for m, b in zip(modalities, mask) if b)
+
 def subset_names(n_modalities:int=4, # how many modalities
                  modalities=None,    # their names in channel order (default: BraTS for 4, MyoPS for 3)
                 )->list[str]:
-    "The subsets' names in id order: the present modalities joined by '+', in channel order; 'all' for all."
+    "The subsets' names in id order (`subset_name` of each)."
     mods = modality_names(n_modalities, modalities)
-    return ['all' if all(s) else '+'.join(m for m, b in zip(mods, s) if b) for s in subsets(n_modalities)]
+    return [subset_name(s, mods) for s in subsets(n_modalities)]
 
 # %% ../nbs/03_missing.ipynb #96009939
 _ID_CACHE = {}

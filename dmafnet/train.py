@@ -420,7 +420,7 @@ def _fit(self:Trainer)->Path:
             self.step += 1; self.global_step += 1
             _add(self.sums, 'time', time.perf_counter() - t0)
             if self.dtm is not None and self.dtm.due(self.global_step): self._dtm_update()
-            shown = {} if parts is None or 'loss' not in self.sums else dict(
+            shown = {} if mode == 'off' or parts is None or 'loss' not in self.sums else dict(
                 loss=f"{self.sums['loss'][0] / self.sums['loss'][1]:.4f}", lr=f"{self.optimiser.param_groups[0]['lr']:.2e}")
             steps.update(1, **shown)
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step < self.steps:

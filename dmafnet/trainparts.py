@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint
 from .network import DMAFNet
 from .losses import DMAFCriterion
 from .dtm import DTM
-from .missing import subsets
+from .missing import subsets, subset_name
 from .metrics import dice, region_mask
 from .inference import predict_subsets, inference_settings
 
@@ -99,7 +99,7 @@ def val_masks(cfg:TrainConfig)->list[tuple[str, tuple]]:
         all_ = subsets(len(mods))
         masks = [tuple(m in s.split('+') or s == 'all' for m in mods) if isinstance(s, str) else tuple(all_[s])
                  for s in cfg.val_subsets]
-    return [('+'.join(m for m, a in zip(mods, mask) if a) if not all(mask) else 'all', mask) for mask in masks]
+    return [(subset_name(mask, mods), mask) for mask in masks]
 
 def validate(model:nn.Module, dataset, cfg:TrainConfig, amp_dtype=None, epoch:int|None=None,
              rank:int=0, world:int=1,   # under DDP: this rank scores every `world`-th case from the `rank`-th
