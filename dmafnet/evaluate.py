@@ -21,8 +21,8 @@ from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
 
 # %% auto #0
-__all__ = ['formable_subsets', 'case_modalities', 'evaluate_case', 'Evaluation', 'load_eval_case', 'evaluate', 'predict_case',
-           'find_split', 'evaluate_cli', 'predict_cli']
+__all__ = ['formable_subsets', 'case_modalities', 'evaluate_case', 'Evaluation', 'load_eval_case', 'case_reader', 'evaluate',
+           'predict_case', 'find_split', 'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/09c_evaluate.ipynb #6829bbdb
 def formable_subsets(availability,          # (M,) bool: which modalities the case has
@@ -107,9 +107,14 @@ def load_eval_case(source,                  # a cache `.npz`, a BraTS case folde
         if p.suffix == '.npz' and p.is_file(): return load_cached(p)
         if p.is_dir(): return preprocess_case(read_case_folder(p))
         raise FileNotFoundError(f"{p}: neither a cache file (.npz) nor a case folder")
+    return case_reader(data_dir)(source)
+
+def case_reader(data_dir # a data folder of any layout, or a cache
+               )->callable:
+    "Case name → preprocessed case dict for one folder, whose layout is detected and whose cases are listed once."
     d = Path(data_dir); layout = detect_layout(d)
-    if layout == 'cache': return load_cached(d / f'{source}.npz')
-    return case_loader(layout, d)(source)
+    if layout == 'cache': return lambda name: load_cached(d / f'{name}.npz')
+    return case_loader(layout, d)
 
 def evaluate(model,                          # the network (eval mode is set during inference)
              cases,                          # iterable of case dicts, cache files, case folders, or names in `data_dir`
@@ -133,8 +138,9 @@ def evaluate(model,                          # the network (eval mode is set dur
     regions = regions if regions is not None else regions_for(model.n_classes)
     rows, infos, modalities, unlabelled = [], [], None, []
     shown = Progress(n, 'evaluate', 'case', mode=progress, every=1)
+    read = load_eval_case if data_dir is None else case_reader(data_dir)   # (a raw folder is scanned once, not per case)
     for c in cases:
-        case = c if isinstance(c, dict) else load_eval_case(c, data_dir)
+        case = c if isinstance(c, dict) else read(c)
         if skip_unlabelled and case.get('label') is None:
             unlabelled.append(case['name']); shown.update(1, case=case['name']); continue
         r, info = evaluate_case(model, case, subset_ids, regions, pr, et_min_volume, **infer_kw)
@@ -279,8 +285,9 @@ def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str
     try: targets = _prediction_targets(case, out, data)
     except (ValueError, FileNotFoundError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
     if probabilities is not None and len(targets) > 1: raise SystemExit("dmafnet-predict: --probabilities takes one case")
+    read = load_eval_case if data is None else case_reader(data)
     for source, path in targets:
-        try: c = load_eval_case(source, data)
+        try: c = read(source)
         except (ValueError, FileNotFoundError, KeyError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
         have = [m for m, a in zip(case_modalities(c), c['availability']) if a]
         full = predict_case(model, c, path, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
