@@ -183,7 +183,7 @@ def summarise(scores:pd.DataFrame,        # per case × subset scores
         checkpoint=None if checkpoint is None else str(checkpoint),
         commit=git_commit(),
         date=datetime.datetime.now().isoformat(timespec='seconds'),
-        machine=f'{platform.node()} ({platform.processor() or platform.machine()})',
+        machine=machine(),
         modalities=list(modalities), regions=regions_of(scores),
         n_cases=int(scores['case'].nunique()), n_subsets=int(len(per)),
         mean={c: per[c].mean() for c in score_cols},
