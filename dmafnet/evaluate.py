@@ -210,6 +210,7 @@ def find_split(split:str,                 # 'train', 'val', 'test' or 'all'
     raise FileNotFoundError(f"no {split}.txt in {', '.join(map(str, dict.fromkeys(places)))}; "
                             f"pass --split all to evaluate every case of {data_dir}")
 
+# %% ../nbs/09c_evaluate.ipynb #516dc2ed
 def _cli_model(command:str, checkpoint, device:str):
     "(model, config) of a checkpoint for a command; an unreadable or missing checkpoint is one line, not a traceback."
     try: return load_model(checkpoint, device=default_device(device))
@@ -259,7 +260,7 @@ def evaluate_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", st
     print(f"{len(ev.cases)} cases × {ev.per_subset().shape[0]} subsets in {time.time() - t0:.0f} s; mean Dice "
           + ', '.join(f"{c[5:]} {m[c]:.3f}" for c in m.index if c.startswith('dice_')) + f"; report in {paths['markdown']}")
 
-@call_parse
+# %% ../nbs/09c_evaluate.ipynb #f2f9ea9f
 def _prediction_targets(case:str, out:str, data:str|None)->list[tuple[str, Path]]:
     "(case source, output file) pairs: one case, or with `data` the named case(s) of that folder written into `out/` under their names."
     if data is None: return [(case, Path(out))]
@@ -268,6 +269,7 @@ def _prediction_targets(case:str, out:str, data:str|None)->list[tuple[str, Path]
     end = read_dataset_json(data)['file_ending'] if layout in ('msd', 'nnunet') else '.nii.gz'
     return [(n, Path(out) / f'{n}{end}') for n in names]
 
+# %% ../nbs/09c_evaluate.ipynb #7b78d823
 @call_parse
 def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str, required=True)=None,
                 case:Param("case folder or cache .npz; with --data a case name of that folder, or 'all'", str, required=True)=None,
