@@ -249,6 +249,7 @@ def parse_mask(cell:str,          # a mask cell of a CSV
     if m is None: raise ValueError(f"{where + ': ' if where else ''}mask {cell!r} is not a list like [True, False, True, True]")
     return tuple(v.strip().split('.')[-1].rstrip('_').lower() in ('true', '1') for v in m.group(1).split(','))
 
+# %% ../nbs/03_missing.ipynb #d664fa01
 def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask)
                    path:str|Path,    # the CSV file to write (folders created)
                   )->Path:
@@ -267,6 +268,7 @@ def write_mask_csv(df:pd.DataFrame,  # a mask table (at least data_name and mask
             w.writerow([r.data_name, r.mask_id, _fmt(r.mask), _fmt(r.pos_mask_ids)])
     return path
 
+# %% ../nbs/03_missing.ipynb #6326753d
 def read_mask_csv(path:str|Path,          # a mask CSV (PASSION's format)
                   names=None,             # known case names: rows naming others are an error
                   n_modalities:int|None=None, # expected modality count, if known
