@@ -101,6 +101,6 @@ def load_checkpoint(path:str|Path,          # checkpoint to read
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try: return {**_read(path, map_location), 'path': str(path)}
     except Exception as e:
-        if not (fallback and prev.exists()): raise ValueError(f"{path}: cannot be read ({e})") from e
+        if not (fallback and prev.exists()): raise ValueError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
         warnings.warn(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]}); using the previous checkpoint {prev}")
         return {**_read(prev, map_location), 'path': str(prev)}

@@ -277,7 +277,7 @@ def find_cases(data_dir,                     # the folder of case folders, or an
               )->dict:
     "Case name → folder for every BraTS case folder under `data_dir` (and empty folders beside them)."
     data_dir = Path(data_dir)
-    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
+    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such data folder'}")
     suffixes = tuple(sep + m for m in modalities)
     found = {p.parent for p in data_dir.rglob('*.nii*') if is_nifti(p) and nifti_stem(p).lower().endswith(suffixes)}
     parents = {f.parent for f in found if f != data_dir}  # folders of case folders, inside data_dir

@@ -21,8 +21,8 @@ from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
 
 # %% auto #0
-__all__ = ['formable_subsets', 'case_modalities', 'evaluate_case', 'Evaluation', 'load_eval_case', 'case_reader', 'evaluate',
-           'predict_case', 'find_split', 'evaluate_cli', 'predict_cli']
+__all__ = ['formable_subsets', 'case_modalities', 'check_fits', 'evaluate_case', 'Evaluation', 'load_eval_case', 'case_reader',
+           'evaluate', 'predict_case', 'find_split', 'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/09c_evaluate.ipynb #6829bbdb
 def formable_subsets(availability,          # (M,) bool: which modalities the case has
@@ -42,6 +42,13 @@ def case_modalities(case:dict)->tuple:
     "The case's modality names: its `modalities`, else by count (`dmafnet.core.modality_names`)."
     return modality_names(len(case['availability']), case.get('modalities'))
 
+def check_fits(model, case:dict):
+    "Raise a ValueError naming the case when its channels are not the model's modalities (count, and names where both have them)."
+    mods, want = case_modalities(case), getattr(model, 'modalities', None)
+    if len(mods) != model.n_modalities or (want is not None and tuple(want) != mods):
+        raise ValueError(f"{case.get('name', 'case')}: has {len(mods)} modalities {mods}; the model was trained on "
+                         f"{model.n_modalities}" + (f" {tuple(want)}" if want is not None else ''))
+
 def evaluate_case(model,                          # the network
                   case:dict,                      # preprocessed case: image, label, availability, spacing, name
                   subset_ids=None,                # subsets to score; None: all
@@ -54,6 +61,7 @@ def evaluate_case(model,                          # the network
     "Score one case under every subset it can form: rows (case × subset) and a summary of what was skipped."
     name, label = str(case.get('name', 'case')), case.get('label')
     if label is None: raise ValueError(f"{name}: the case has no label; evaluation needs the reference segmentation")
+    check_fits(model, case)
     avail = np.asarray(case['availability'], bool)
     modalities = tuple(modalities or case_modalities(case))
     regions = regions if regions is not None else regions_for(model.n_classes)
@@ -171,6 +179,7 @@ def predict_case(model,                          # the network
                 )->np.ndarray:
     "Segment a case with the modalities it has; the label map in the original geometry with raw label values."
     case = case if isinstance(case, dict) else load_eval_case(case)
+    check_fits(model, case)
     avail = np.asarray(case['availability'], bool)
     prob = predict_subsets(model, case['image'], [avail], **infer_kw)[0]
     label = prob.argmax(0).to(torch.uint8).cpu().numpy()
@@ -292,5 +301,6 @@ def predict_cli(checkpoint:Param("checkpoint file (.pt) from dmafnet-train", str
         try: c = read(source)
         except (ValueError, FileNotFoundError, KeyError) as e: raise SystemExit(f"dmafnet-predict: {e}") from None
         have = [m for m, a in zip(case_modalities(c), c['availability']) if a]
-        full = predict_case(model, c, path, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
+        try: full = predict_case(model, c, path, probabilities, et_min_volume, **inference_settings(config, patch, overlap))
+        except ValueError as e: raise SystemExit(f"dmafnet-predict: {e}") from None
         print(f"{c['name']}: segmented with {'+'.join(have)}; labels {sorted(int(v) for v in np.unique(full))} → {path}")

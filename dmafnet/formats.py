@@ -81,7 +81,7 @@ _MYOPS_KEYS = {'C0': 'c0', 'DE': 'de', 'T2': 't2', 'GD': 'label'}
 def find_myops_cases(data_dir)->dict[str, dict]:
     "Case name → {'c0', 'de', 't2', 'label': file or None} for the MyoPS files anywhere under `data_dir`."
     data_dir = Path(data_dir)
-    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
+    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such data folder'}")
     cases = {}
     for p in sorted(data_dir.rglob('*.nii*')):
         m = re.match(r'^(.+)_(C0|DE|T2|GD)$', nifti_stem(p), re.IGNORECASE) if is_nifti(p) else None
@@ -307,7 +307,7 @@ READERS = {  # layout → (data folder → {case name: what the reader needs}, (
 def detect_layout(data_dir)->str:
     "The layout of a data folder: one of `LAYOUTS` (a folder with `imagesTr/` but no `dataset.json` is an error)."
     data_dir = Path(data_dir)
-    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: no such data folder")
+    if not data_dir.is_dir(): raise FileNotFoundError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such data folder'}")
     if any(data_dir.glob('*.npz')): return 'cache'
     if (data_dir / 'vol').is_dir(): return 'rfnet'
     if (data_dir / 'dataset.json').is_file() or (data_dir / 'imagesTr').is_dir(): return read_dataset_json(data_dir)['kind']

@@ -64,6 +64,7 @@ def load_model(checkpoint:str|Path,   # a checkpoint written by `train` (last.pt
     state = load_checkpoint(checkpoint, map_location='cpu')
     cfg = TrainConfig.from_dict(state['config'], check_paths=False)
     model = build_model(cfg); model.load_state_dict(state['model'])
+    model.modalities = tuple(cfg.modalities)   # what it was trained on: cases to segment are checked against it
     return model.to(device).eval(), cfg
 
 # %% ../nbs/08d_trainparts.ipynb #aab6d4d3
