@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import patch
 from .core import modality_names
 from .missing import parse_mask
 
@@ -81,163 +82,180 @@ class DTM:
         self.epoch, self.counts, self.n_cases, self._history = 0, None, None, []
         self.total_steps = None   # set by `plan` (schedule 'run')
 
-    @classmethod
-    def from_masks(cls, masks, # mask table, CSV path, dict name → mask or N×M array (see `availability_table`)
-                   **kwargs,   # further `DTM` options
-                  )->DTM:
-        "A monitor whose ω = N / N_m comes from the training set's availability masks."
-        arr = availability_table(masks)
-        return cls.from_counts(arr.sum(0), len(arr), **kwargs)
+# %% ../nbs/07_dtm.ipynb #78b61f8e
+@patch(cls_method=True)
+def from_masks(cls:DTM, masks, # mask table, CSV path, dict name → mask or N×M array (see `availability_table`)
+               **kwargs,   # further `DTM` options
+              )->DTM:
+    "A monitor whose ω = N / N_m comes from the training set's availability masks."
+    arr = availability_table(masks)
+    return cls.from_counts(arr.sum(0), len(arr), **kwargs)
 
-    @classmethod
-    def from_counts(cls, counts, # N_m per modality
-                    n_cases:int,  # N
-                    **kwargs,     # further `DTM` options
-                   )->DTM:
-        "A monitor with ω = N / N_m from counts."
-        dtm = cls(len(counts), omega_from_counts(counts, n_cases), **kwargs)
-        dtm.counts, dtm.n_cases = [int(c) for c in counts], int(n_cases)
-        return dtm
+@patch(cls_method=True)
+def from_counts(cls:DTM, counts, # N_m per modality
+                n_cases:int,  # N
+                **kwargs,     # further `DTM` options
+               )->DTM:
+    "A monitor with ω = N / N_m from counts."
+    dtm = cls(len(counts), omega_from_counts(counts, n_cases), **kwargs)
+    dtm.counts, dtm.n_cases = [int(c) for c in counts], int(n_cases)
+    return dtm
 
-    @property
-    def eta(self)->float:
-        "η of the next β update: η₀ · growth^(⌊e / every⌋ + 1) at the update's place e in the paper's schedule (× its stretch)."
-        e, stretch = self.epoch, 1.0
-        if self.scaled:
-            stretch = self.paper_epochs / self.n_updates; e = self.epoch * stretch
-        return self.options['eta'] * self.eta_growth ** (int(e // self.eta_every) + 1) * stretch
+# %% ../nbs/07_dtm.ipynb #b2fcb0f5
+@patch
+def _to(self:DTM, device):
+    "Move ω, β and the statistics to `device` (where the batch's tensors are) the first time they arrive there."
+    if self._stats.device != device:
+        self.omega, self.beta, self._stats = self.omega.to(device), self.beta.to(device), self._stats.to(device)
 
-    def plan(self, total_steps:int # optimiser steps the whole run makes
-            )->None:
-        "Tell a 'run'-scheduled monitor how long the run is; its β updates are then due by `due(step)`."
-        if total_steps < 1: raise ValueError(f"plan: a run needs ≥ 1 step, got {total_steps}")
-        self.total_steps = int(total_steps)
+@patch
+def record(self:DTM, stats:torch.Tensor # 5×M batch statistics (`step(...)['stats']`, rows `STAT_ROWS`)
+          ):
+    "Add one batch to this epoch's statistics (the trainer does so after a step whose loss and gradients were finite)."
+    self._to(stats.device); self._stats += stats
 
-    @property
-    def scaled(self)->bool:
-        "Whether β follows the run's length (schedule 'run', planned) rather than its epochs."
-        return self.schedule == 'run' and self.total_steps is not None
+@patch
+def epoch_stats_tensor(self:DTM)->torch.Tensor:
+    "The live 5×M accumulator of this epoch (rows `STAT_ROWS`, all sums): all-reduce it (SUM) across ranks."
+    return self._stats
 
-    @property
-    def n_updates(self)->int:
-        "β updates in the run: `paper_epochs` (fewer when the run has fewer steps) if scaled."
-        return min(self.paper_epochs, self.total_steps) if self.scaled else self.paper_epochs
+# %% ../nbs/07_dtm.ipynb #3f799ef2
+@patch
+def step(self:DTM, gap:torch.Tensor,  # B×M gaps D (detached; ignored where missing)
+         availability:torch.Tensor,    # B×M bool
+         update:bool=True,             # add this batch to the epoch statistics now (False: `record` them later)
+        )->dict[str, torch.Tensor]:
+    "Per-iteration RP and gates: the B×M factors `omega`, `gate`, `beta` (1 where switched off), `rp`, `gate_raw`, and the batch's 5×M `stats`."
+    gap = gap.detach().float()
+    a = torch.as_tensor(availability, device=gap.device).bool() & gap.isfinite()  # a NaN gap must not reach β
+    self._to(gap.device)
+    gap = torch.where(a, gap, 0.)
+    n_av = a.sum(1, keepdim=True)
+    mean = gap.sum(1, keepdim=True) / n_av.clamp_min(1)
+    multi = a & (n_av > 1)
+    rp = torch.where(multi & (mean > 0), 1 - gap / mean.clamp_min(1e-30), 0.)
+    gate = (multi & (gap > mean)) | (a & (n_av == 1) & (not self.strict_passion))
+    stats = torch.stack([a.sum(0), gate.sum(0), multi.sum(0), (gap * multi).sum(0), (rp * multi).sum(0)]).float()
+    if update: self.record(stats)
+    ones, g = torch.ones_like(gap), gate.float()
+    return dict(omega=self.omega.expand_as(gap) if self.use_omega else ones, gate=g if self.use_gate else ones,
+                beta=self.beta.expand_as(gap) if self.use_beta else ones, rp=rp, gate_raw=g, stats=stats)
 
-    def due(self, step:int # optimiser steps done so far in the run (1 after the first)
-           )->bool:
-        "Whether a β update (`end_epoch`) falls after step `step`; always False unless scaled (then the loop closes epochs)."
-        if not self.scaled: return False
-        U, T = self.n_updates, self.total_steps
-        return 0 < step <= T and step * U // T > (step - 1) * U // T
+# %% ../nbs/07_dtm.ipynb #8992079f
+@patch(as_prop=True)
+def eta(self:DTM)->float:
+    "η of the next β update: η₀ · growth^(⌊e / every⌋ + 1) at the update's place e in the paper's schedule (× its stretch)."
+    e, stretch = self.epoch, 1.0
+    if self.scaled:
+        stretch = self.paper_epochs / self.n_updates; e = self.epoch * stretch
+    return self.options['eta'] * self.eta_growth ** (int(e // self.eta_every) + 1) * stretch
 
-    @property
-    def k(self)->torch.Tensor|None:
-        "The encoder gradient scale (M), or None when gradient scaling is off."
-        return self.beta.clone() if self.grad_scaling else None
+@patch(as_prop=True)
+def scaled(self:DTM)->bool:
+    "Whether β follows the run's length (schedule 'run', planned) rather than its epochs."
+    return self.schedule == 'run' and self.total_steps is not None
 
-    def _to(self, device):
-        if self._stats.device != device:
-            self.omega, self.beta, self._stats = self.omega.to(device), self.beta.to(device), self._stats.to(device)
+@patch(as_prop=True)
+def n_updates(self:DTM)->int:
+    "β updates in the run: `paper_epochs` (fewer when the run has fewer steps) if scaled."
+    return min(self.paper_epochs, self.total_steps) if self.scaled else self.paper_epochs
 
-    def step(self, gap:torch.Tensor,      # B×M gaps D (detached; ignored where missing)
-             availability:torch.Tensor,    # B×M bool
-             update:bool=True,             # add this batch to the epoch statistics now (False: `record` them later)
-            )->dict[str, torch.Tensor]:
-        "Per-iteration RP and gates: the B×M factors `omega`, `gate`, `beta` (1 where switched off), `rp`, `gate_raw`, and the batch's 5×M `stats`."
-        gap = gap.detach().float()
-        a = torch.as_tensor(availability, device=gap.device).bool() & gap.isfinite()  # a NaN gap must not reach β
-        self._to(gap.device)
-        gap = torch.where(a, gap, 0.)
-        n_av = a.sum(1, keepdim=True)
-        mean = gap.sum(1, keepdim=True) / n_av.clamp_min(1)
-        multi = a & (n_av > 1)
-        rp = torch.where(multi & (mean > 0), 1 - gap / mean.clamp_min(1e-30), 0.)
-        gate = (multi & (gap > mean)) | (a & (n_av == 1) & (not self.strict_passion))
-        stats = torch.stack([a.sum(0), gate.sum(0), multi.sum(0), (gap * multi).sum(0), (rp * multi).sum(0)]).float()
-        if update: self.record(stats)
-        ones, g = torch.ones_like(gap), gate.float()
-        return dict(omega=self.omega.expand_as(gap) if self.use_omega else ones, gate=g if self.use_gate else ones,
-                    beta=self.beta.expand_as(gap) if self.use_beta else ones, rp=rp, gate_raw=g, stats=stats)
+# %% ../nbs/07_dtm.ipynb #8434403e
+@patch
+def end_epoch(self:DTM, reduce=None, # callable applied to the accumulator tensor first (in place, or returning it), e.g. `torch.distributed.all_reduce`
+              model=None,         # if given, `apply_grad_scaling(model)` afterwards
+              step:int|None=None, # the run's step count at this update (kept in the history)
+             )->pd.DataFrame:
+    "Close the epoch: epoch means, β update, a history row per modality; returns this epoch's rows."
+    stats = self._stats
+    if reduce is not None:
+        r = reduce(stats)
+        if isinstance(r, torch.Tensor): stats = r
+    n, gated, n_multi, gap_sum, rp_sum = stats.detach().double().cpu()
+    rp = torch.where(n_multi > 0, rp_sum / n_multi.clamp_min(1), 0.)
+    eta, M = self.eta, self.n_modalities
+    beta = (self.beta.detach().double().cpu() - eta * rp).clamp(self.beta_min, self.beta_max)
+    beta = beta * math.sqrt(M) / beta.norm()
+    self.beta = beta.float().to(self._stats.device)
+    nan = float('nan')
+    rows = [dict(epoch=self.epoch, step=step, modality=name, gap=float(gap_sum[i] / n_multi[i]) if n_multi[i] else nan,
+                 rp=float(rp[i]) if n_multi[i] else nan, beta=float(beta[i]),
+                 k=float(beta[i]) if self.grad_scaling else 1.0, gate_rate=float(gated[i] / n[i]) if n[i] else nan,
+                 eta=eta, n=int(n[i]), n_multi=int(n_multi[i]), omega=float(self.omega[i]))
+            for i, name in enumerate(self.modalities)]
+    self._history += rows
+    self._stats = torch.zeros_like(self._stats)
+    self.epoch += 1
+    if model is not None: self.apply_grad_scaling(model)
+    return pd.DataFrame(rows)
 
-    def record(self, stats:torch.Tensor # 5×M batch statistics (`step(...)['stats']`, rows `STAT_ROWS`)
-              ):
-        "Add one batch to this epoch's statistics (the trainer does so after a step whose loss and gradients were finite)."
-        self._to(stats.device); self._stats += stats
+@patch(as_prop=True)
+def history(self:DTM)->pd.DataFrame:
+    "One row per update (epoch) and modality: epoch, step, modality, gap, rp, beta (after the update), k, gate_rate, eta, n, n_multi, omega."
+    cols = ['epoch', 'step', 'modality', 'gap', 'rp', 'beta', 'k', 'gate_rate', 'eta', 'n', 'n_multi', 'omega']
+    return pd.DataFrame(self._history, columns=cols)
 
-    def epoch_stats_tensor(self)->torch.Tensor:
-        "The live 5×M accumulator of this epoch (rows `STAT_ROWS`, all sums): all-reduce it (SUM) across ranks."
-        return self._stats
+# %% ../nbs/07_dtm.ipynb #527ccd54
+@patch
+def __repr__(self:DTM):
+    b = ', '.join(f'{m}={v:.3f}' for m, v in zip(self.modalities, self.beta.tolist()))
+    return f"DTM(epoch={self.epoch}, η={self.eta:g}, β: {b}, grad_scaling={self.grad_scaling})"
 
-    def end_epoch(self, reduce=None, # callable applied to the accumulator tensor first (in place, or returning it), e.g. `torch.distributed.all_reduce`
-                  model=None,         # if given, `apply_grad_scaling(model)` afterwards
-                  step:int|None=None, # the run's step count at this update (kept in the history)
-                 )->pd.DataFrame:
-        "Close the epoch: epoch means, β update, a history row per modality; returns this epoch's rows."
-        stats = self._stats
-        if reduce is not None:
-            r = reduce(stats)
-            if isinstance(r, torch.Tensor): stats = r
-        n, gated, n_multi, gap_sum, rp_sum = stats.detach().double().cpu()
-        rp = torch.where(n_multi > 0, rp_sum / n_multi.clamp_min(1), 0.)
-        eta, M = self.eta, self.n_modalities
-        beta = (self.beta.detach().double().cpu() - eta * rp).clamp(self.beta_min, self.beta_max)
-        beta = beta * math.sqrt(M) / beta.norm()
-        self.beta = beta.float().to(self._stats.device)
-        nan = float('nan')
-        rows = [dict(epoch=self.epoch, step=step, modality=name, gap=float(gap_sum[i] / n_multi[i]) if n_multi[i] else nan,
-                     rp=float(rp[i]) if n_multi[i] else nan, beta=float(beta[i]),
-                     k=float(beta[i]) if self.grad_scaling else 1.0, gate_rate=float(gated[i] / n[i]) if n[i] else nan,
-                     eta=eta, n=int(n[i]), n_multi=int(n_multi[i]), omega=float(self.omega[i]))
-                for i, name in enumerate(self.modalities)]
-        self._history += rows
-        self._stats = torch.zeros_like(self._stats)
-        self.epoch += 1
-        if model is not None: self.apply_grad_scaling(model)
-        return pd.DataFrame(rows)
+# %% ../nbs/07_dtm.ipynb #b7608e45
+@patch
+def plan(self:DTM, total_steps:int # optimiser steps the whole run makes
+        )->None:
+    "Tell a 'run'-scheduled monitor how long the run is; its β updates are then due by `due(step)`."
+    if total_steps < 1: raise ValueError(f"plan: a run needs ≥ 1 step, got {total_steps}")
+    self.total_steps = int(total_steps)
 
-    def apply_grad_scaling(self, model)->None:
-        "Hand `k` (or None when off) to `model.set_grad_scale` (a DDP wrapper's `.module` is unwrapped)."
-        net = getattr(model, 'module', model)
-        if not hasattr(net, 'set_grad_scale'):
-            raise TypeError(f"{type(net).__name__} has no set_grad_scale(k): DTM gradient scaling needs it")
-        k = self.k
-        if k is not None:
-            p = next(iter(net.parameters()), None)
-            if p is not None: k = k.to(p.device)
-        net.set_grad_scale(k)
+@patch
+def due(self:DTM, step:int # optimiser steps done so far in the run (1 after the first)
+       )->bool:
+    "Whether a β update (`end_epoch`) falls after step `step`; always False unless scaled (then the loop closes epochs)."
+    if not self.scaled: return False
+    U, T = self.n_updates, self.total_steps
+    return 0 < step <= T and step * U // T > (step - 1) * U // T
 
-    @property
-    def history(self)->pd.DataFrame:
-        "One row per update (epoch) and modality: epoch, step, modality, gap, rp, beta (after the update), k, gate_rate, eta, n, n_multi, omega."
-        cols = ['epoch', 'step', 'modality', 'gap', 'rp', 'beta', 'k', 'gate_rate', 'eta', 'n', 'n_multi', 'omega']
-        return pd.DataFrame(self._history, columns=cols)
+# %% ../nbs/07_dtm.ipynb #ccab3508
+@patch(as_prop=True)
+def k(self:DTM)->torch.Tensor|None:
+    "The encoder gradient scale (M), or None when gradient scaling is off."
+    return self.beta.clone() if self.grad_scaling else None
 
-    def state_dict(self)->dict:
-        "Plain tensors and python values only (loads with `torch.load(..., weights_only=True)`)."
-        return dict(format='dmafnet.dtm/1', n_modalities=self.n_modalities, modalities=list(self.modalities),
-                    options=dict(self.options), epoch=self.epoch, beta=self.beta.detach().cpu().clone(),
-                    omega=self.omega.detach().cpu().clone(), stats=self._stats.detach().cpu().clone(),
-                    counts=self.counts, n_cases=self.n_cases, history=[dict(r) for r in self._history])
+@patch
+def apply_grad_scaling(self:DTM, model)->None:
+    "Hand `k` (or None when off) to `model.set_grad_scale` (a DDP wrapper's `.module` is unwrapped)."
+    net = getattr(model, 'module', model)
+    if not hasattr(net, 'set_grad_scale'):
+        raise TypeError(f"{type(net).__name__} has no set_grad_scale(k): DTM gradient scaling needs it")
+    k = self.k
+    if k is not None:
+        p = next(iter(net.parameters()), None)
+        if p is not None: k = k.to(p.device)
+    net.set_grad_scale(k)
 
-    def load_state_dict(self, state:dict)->None:
-        "Restore β, ω, the epoch counter, the running epoch statistics and the history."
-        if state.get('n_modalities') != self.n_modalities:
-            raise ValueError(f"DTM state is for {state.get('n_modalities')} modalities, this monitor has {self.n_modalities}")
-        diff = {k: v for k, v in state.get('options', {}).items() if self.options.get(k) != v}
-        if diff: warnings.warn(f"DTM state saved with other options {diff}; keeping this monitor's {self.options}")
-        dev = self._stats.device
-        self.beta, self.omega = state['beta'].float().to(dev), state['omega'].float().to(dev)
-        self._stats = state['stats'].float().to(dev)
-        self.epoch, self.counts, self.n_cases = int(state['epoch']), state.get('counts'), state.get('n_cases')
-        self._history = [dict(r) for r in state.get('history', [])]
+# %% ../nbs/07_dtm.ipynb #4655839b
+@patch
+def state_dict(self:DTM)->dict:
+    "Plain tensors and python values only (loads with `torch.load(..., weights_only=True)`)."
+    return dict(format='dmafnet.dtm/1', n_modalities=self.n_modalities, modalities=list(self.modalities),
+                options=dict(self.options), epoch=self.epoch, beta=self.beta.detach().cpu().clone(),
+                omega=self.omega.detach().cpu().clone(), stats=self._stats.detach().cpu().clone(),
+                counts=self.counts, n_cases=self.n_cases, history=[dict(r) for r in self._history])
 
-    def plot(self, **kwargs):
-        "Plot the history (see `plot_dtm_history`)."
-        return plot_dtm_history(self.history, **kwargs)
-
-    def __repr__(self):
-        b = ', '.join(f'{m}={v:.3f}' for m, v in zip(self.modalities, self.beta.tolist()))
-        return f"DTM(epoch={self.epoch}, η={self.eta:g}, β: {b}, grad_scaling={self.grad_scaling})"
+@patch
+def load_state_dict(self:DTM, state:dict)->None:
+    "Restore β, ω, the epoch counter, the running epoch statistics and the history."
+    if state.get('n_modalities') != self.n_modalities:
+        raise ValueError(f"DTM state is for {state.get('n_modalities')} modalities, this monitor has {self.n_modalities}")
+    diff = {k: v for k, v in state.get('options', {}).items() if self.options.get(k) != v}
+    if diff: warnings.warn(f"DTM state saved with other options {diff}; keeping this monitor's {self.options}")
+    dev = self._stats.device
+    self.beta, self.omega = state['beta'].float().to(dev), state['omega'].float().to(dev)
+    self._stats = state['stats'].float().to(dev)
+    self.epoch, self.counts, self.n_cases = int(state['epoch']), state.get('counts'), state.get('n_cases')
+    self._history = [dict(r) for r in state.get('history', [])]
 
 # %% ../nbs/07_dtm.ipynb #2143d0cb
 def plot_dtm_history(history:pd.DataFrame, # `DTM.history`
@@ -256,3 +274,8 @@ def plot_dtm_history(history:pd.DataFrame, # `DTM.history`
     for ax in axes[1]: ax.set_xlabel('epoch')
     axes[0, 0].legend(title='modality'); fig.suptitle(title); fig.tight_layout()
     return fig
+
+@patch
+def plot(self:DTM, **kwargs):
+    "Plot the history (see `plot_dtm_history`)."
+    return plot_dtm_history(self.history, **kwargs)

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch, patch_to
 from .core import NetOutput, check_availability, modality_names, interp_mode
 
 def _fp(x:torch.Tensor)->torch.Tensor:
@@ -203,6 +204,7 @@ class CriterionLog(dict):
     "The criterion's named components (floats), with the batch's DTM statistics as `dtm_stats` (None without a DTM)."
     def __init__(self, *args, dtm_stats=None, **kw): super().__init__(*args, **kw); self.dtm_stats = dtm_stats
 
+# %% ../nbs/06_losses.ipynb #8fc4cce0
 class DMAFCriterion(nn.Module):
     "DMAF-Net's training loss: segmentation on every head + CCA, MAA and prototype distillation, DTM-weighted."
     def __init__(self, n_classes:int,           # K
@@ -238,90 +240,99 @@ class DMAFCriterion(nn.Module):
         self.cca = CovarianceAlignment(n_modalities, feature_channels, cca)
         self.maa = AttentionAlignment(feature_channels, maa_heads, maa_mask, maa_radius, maa_residual)
 
-    def _seg(self, logits, label): # per-sample segmentation loss of logits against integer labels
-        probs = _fp(logits).softmax(1)
-        if probs.shape[2:] != label.shape[1:]:
-            probs = F.interpolate(probs, size=label.shape[1:], mode=interp_mode(self.spatial_dims),
-                                  align_corners=False)
-        return label_segmentation_loss(probs, label, self.ce_clamp, self.dice_eps)
+# %% ../nbs/06_losses.ipynb #8db04950
+@patch
+def _seg(self:DMAFCriterion, logits, label): # per-sample segmentation loss of logits against integer labels
+    probs = _fp(logits).softmax(1)
+    if probs.shape[2:] != label.shape[1:]:
+        probs = F.interpolate(probs, size=label.shape[1:], mode=interp_mode(self.spatial_dims),
+                              align_corners=False)
+    return label_segmentation_loss(probs, label, self.ce_clamp, self.dice_eps)
 
-    def _check(self, out, label):
-        z = out.logits
-        if z.ndim != 2 + self.spatial_dims or z.shape[1] != self.n_classes:
-            raise ValueError(f"NetOutput.logits must be B×{self.n_classes}×S ({self.spatial_dims}D), got {tuple(z.shape)}")
-        B, S = z.shape[0], z.shape[2:]
-        label = torch.as_tensor(label, device=z.device)
-        if label.ndim == z.ndim and label.shape[1] == 1: label = label[:, 0]
-        if tuple(label.shape) != (B, *S):
-            raise ValueError(f"label must be B×S = {(B, *S)} to match the logits, got {tuple(label.shape)}")
-        if out.availability is None: raise ValueError("NetOutput.availability is None: the criterion needs the mask")
-        avail = check_availability(out.availability, self.n_modalities, B, 'NetOutput.availability').to(z.device)
-        if out.modality_features is not None and out.modality_features.shape[2] != self.feature_channels:
-            raise ValueError(f"modality_features have {out.modality_features.shape[2]} channels, "
-                             f"the criterion was built for feature_channels={self.feature_channels}")
-        return label.long(), avail
+# %% ../nbs/06_losses.ipynb #38180e45
+@patch
+def _check(self:DMAFCriterion, out, label):
+    "Check `out` against `label` and the criterion; returns the label as B×S long and the availability on the logits' device."
+    z = out.logits
+    if z.ndim != 2 + self.spatial_dims or z.shape[1] != self.n_classes:
+        raise ValueError(f"NetOutput.logits must be B×{self.n_classes}×S ({self.spatial_dims}D), got {tuple(z.shape)}")
+    B, S = z.shape[0], z.shape[2:]
+    label = torch.as_tensor(label, device=z.device)
+    if label.ndim == z.ndim and label.shape[1] == 1: label = label[:, 0]
+    if tuple(label.shape) != (B, *S):
+        raise ValueError(f"label must be B×S = {(B, *S)} to match the logits, got {tuple(label.shape)}")
+    if out.availability is None: raise ValueError("NetOutput.availability is None: the criterion needs the mask")
+    avail = check_availability(out.availability, self.n_modalities, B, 'NetOutput.availability').to(z.device)
+    if out.modality_features is not None and out.modality_features.shape[2] != self.feature_channels:
+        raise ValueError(f"modality_features have {out.modality_features.shape[2]} channels, "
+                         f"the criterion was built for feature_channels={self.feature_channels}")
+    return label.long(), avail
 
-    def forward(self, out:NetOutput,      # the network's output
-                label:torch.Tensor,        # B×S... training labels 0..K-1
-                dtm=None,                  # a `dmafnet.dtm.DTM`, or None (ω = g = β = 1)
-               )->tuple[torch.Tensor, dict]:
-        "The total loss and its named components (floats); computed outside autocast, half precision upcast."
-        with torch.autocast(out.logits.device.type, enabled=False): return self._forward(out, label, dtm)
+# %% ../nbs/06_losses.ipynb #9d5912cc
+@patch_to(DMAFCriterion, static_method=True)
+def _dtm_stats(gap, fac, avail): # per-modality batch statistics (M each; NaN where undefined)
+    a = avail.float(); multi = a * (avail.sum(1, keepdim=True) > 1)
+    mean = lambda x, w: (x * w).sum(0) / w.sum(0)   # 0/0 → NaN → key dropped
+    return {'gap': mean(gap, multi), 'rp': mean(fac['rp'], multi), 'gate': mean(fac['gate_raw'], a)}
 
-    def _forward(self, out, label, dtm):
-        label, avail = self._check(out, label)
-        z = out.logits; B, M = avail.shape
-        parts = {'seg': self._seg(z, label).mean()}
-        if out.deep_logits:
-            ws = self.deep_weights or tuple(2. ** -(k + 1) for k in range(len(out.deep_logits)))
-            parts['deep'] = sum(w * self._seg(d, label) for w, d in zip(ws, out.deep_logits)).mean()
-        b, m = avail.nonzero(as_tuple=True)             # the available pairs, P of them (sample-major)
-        every = len(b) == B * M                         # all available: pairs are a view, no gather
-        pairs = lambda t: t.flatten(0, 1) if every else t[b, m]
-        gap_kind = None if dtm is None else dtm.gap
-        raw = {}
-        if out.modality_logits is not None:
-            if self.lambda_uni: raw['unimodal'] = self._seg(pairs(out.modality_logits), label[b])
-            if self.lambda_kl: raw['kl'] = kl_distillation(pairs(out.modality_logits), z[b], self.kl_temperature)
-        if out.modality_features is not None and out.fused_features is not None:
-            e, f = pairs(out.modality_features), out.fused_features.detach()[b]
-            if self.lambda_cov or gap_kind == 'cca': raw['cca'] = self.cca(e, f, m)
-            if self.lambda_att or gap_kind == 'maa': raw['maa'] = self.maa(e, f)
-            if self.lambda_pro or gap_kind == 'proto':
-                w = soft_memberships(one_hot(label, self.n_classes), e.shape[2:])
-                raw['proto'] = prototype_loss(e, f, w[b], self.proto)
-            if gap_kind == 'feature': raw['feature'] = feature_distance(e, f)
-        if gap_kind is not None and gap_kind not in raw:
-            raise ValueError(f"the DTM gap {gap_kind!r} needs NetOutput.modality_features and fused_features")
-        stats = None
-        if dtm is None: omega = gate = beta = torch.ones(len(b), device=z.device)
-        else:
-            gap = torch.zeros(avail.shape, device=z.device).index_put_((b, m), raw[gap_kind].detach())
-            fac = dtm.step(gap, avail, update=False)
-            omega, gate, beta = (fac[k][b, m] for k in ('omega', 'gate', 'beta'))
-            stats = self._dtm_stats(gap, fac, avail)
-        weights = {'unimodal': self.lambda_uni * omega * gate * beta, 'cca': self.lambda_cov * omega * beta,
-                   'maa': self.lambda_att * omega * beta, 'proto': self.lambda_pro * omega * gate,
-                   'kl': self.lambda_kl * omega * gate}
-        lambdas = {'unimodal': self.lambda_uni, 'cca': self.lambda_cov, 'maa': self.lambda_att,
-                   'proto': self.lambda_pro, 'kl': self.lambda_kl}
-        for k, w in weights.items():
-            if k in raw and lambdas[k]: parts[k] = (w * raw[k]).sum() / B
-        total = sum(parts.values())
-        names = ['total', *parts]
-        values = [total.detach(), *(v.detach() for v in parts.values())]
-        if stats is not None:
-            names += list(stats); values += list(stats.values())
-        flat = torch.cat([v.float().reshape(-1) for v in values]).tolist()   # one device sync
-        log = CriterionLog(dtm_stats=None if dtm is None else fac['stats'])
-        for name, v in zip(names, values): 
-            n = v.numel(); chunk, flat = flat[:n], flat[n:]
-            if n == 1: log[name] = chunk[0]
-            else: log.update({f'{name}_{mod}': x for mod, x in zip(self.modalities, chunk) if not math.isnan(x)})
-        return total, log
+# %% ../nbs/06_losses.ipynb #408484a8
+@patch
+def forward(self:DMAFCriterion, out:NetOutput, # the network's output
+            label:torch.Tensor,                # B×S... training labels 0..K-1
+            dtm=None,                          # a `dmafnet.dtm.DTM`, or None (ω = g = β = 1)
+           )->tuple[torch.Tensor, dict]:
+    "The total loss and its named components (floats); computed outside autocast, half precision upcast."
+    with torch.autocast(out.logits.device.type, enabled=False): return self._forward(out, label, dtm)
 
-    @staticmethod
-    def _dtm_stats(gap, fac, avail): # per-modality batch statistics (M each; NaN where undefined)
-        a = avail.float(); multi = a * (avail.sum(1, keepdim=True) > 1)
-        mean = lambda x, w: (x * w).sum(0) / w.sum(0)   # 0/0 → NaN → key dropped
-        return {'gap': mean(gap, multi), 'rp': mean(fac['rp'], multi), 'gate': mean(fac['gate_raw'], a)}
+@patch
+def _forward(self:DMAFCriterion, out, label, dtm):
+    label, avail = self._check(out, label)
+    z = out.logits; B, M = avail.shape
+    parts = {'seg': self._seg(z, label).mean()}
+    if out.deep_logits:
+        ws = self.deep_weights or tuple(2. ** -(k + 1) for k in range(len(out.deep_logits)))
+        parts['deep'] = sum(w * self._seg(d, label) for w, d in zip(ws, out.deep_logits)).mean()
+    b, m = avail.nonzero(as_tuple=True)             # the available pairs, P of them (sample-major)
+    every = len(b) == B * M                         # all available: pairs are a view, no gather
+    pairs = lambda t: t.flatten(0, 1) if every else t[b, m]
+    gap_kind = None if dtm is None else dtm.gap
+    raw = {}
+    if out.modality_logits is not None:
+        if self.lambda_uni: raw['unimodal'] = self._seg(pairs(out.modality_logits), label[b])
+        if self.lambda_kl: raw['kl'] = kl_distillation(pairs(out.modality_logits), z[b], self.kl_temperature)
+    if out.modality_features is not None and out.fused_features is not None:
+        e, f = pairs(out.modality_features), out.fused_features.detach()[b]
+        if self.lambda_cov or gap_kind == 'cca': raw['cca'] = self.cca(e, f, m)
+        if self.lambda_att or gap_kind == 'maa': raw['maa'] = self.maa(e, f)
+        if self.lambda_pro or gap_kind == 'proto':
+            w = soft_memberships(one_hot(label, self.n_classes), e.shape[2:])
+            raw['proto'] = prototype_loss(e, f, w[b], self.proto)
+        if gap_kind == 'feature': raw['feature'] = feature_distance(e, f)
+    if gap_kind is not None and gap_kind not in raw:
+        raise ValueError(f"the DTM gap {gap_kind!r} needs NetOutput.modality_features and fused_features")
+    stats = None
+    if dtm is None: omega = gate = beta = torch.ones(len(b), device=z.device)
+    else:
+        gap = torch.zeros(avail.shape, device=z.device).index_put_((b, m), raw[gap_kind].detach())
+        fac = dtm.step(gap, avail, update=False)
+        omega, gate, beta = (fac[k][b, m] for k in ('omega', 'gate', 'beta'))
+        stats = self._dtm_stats(gap, fac, avail)
+    weights = {'unimodal': self.lambda_uni * omega * gate * beta, 'cca': self.lambda_cov * omega * beta,
+               'maa': self.lambda_att * omega * beta, 'proto': self.lambda_pro * omega * gate,
+               'kl': self.lambda_kl * omega * gate}
+    lambdas = {'unimodal': self.lambda_uni, 'cca': self.lambda_cov, 'maa': self.lambda_att,
+               'proto': self.lambda_pro, 'kl': self.lambda_kl}
+    for k, w in weights.items():
+        if k in raw and lambdas[k]: parts[k] = (w * raw[k]).sum() / B
+    total = sum(parts.values())
+    names = ['total', *parts]
+    values = [total.detach(), *(v.detach() for v in parts.values())]
+    if stats is not None:
+        names += list(stats); values += list(stats.values())
+    flat = torch.cat([v.float().reshape(-1) for v in values]).tolist()   # one device sync
+    log = CriterionLog(dtm_stats=None if dtm is None else fac['stats'])
+    for name, v in zip(names, values): 
+        n = v.numel(); chunk, flat = flat[:n], flat[n:]
+        if n == 1: log[name] = chunk[0]
+        else: log.update({f'{name}_{mod}': x for mod, x in zip(self.modalities, chunk) if not math.isnan(x)})
+    return total, log

@@ -5,6 +5,7 @@
 # %% ../nbs/05_network.ipynb #979126ee
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 from torch.utils.checkpoint import checkpoint as _checkpoint
 from .core import NetOutput, check_availability, check_spatial_dims, conv_nd, norm_nd, interp_mode
 from .dmaf import mask_modalities, make_fusion, DMAFFusion
@@ -163,82 +164,93 @@ class DMAFNet(nn.Module):
         self.shared_decoder = Decoder(spatial_dims, self.channels, n_classes, False, negative_slope, checkpoint)
         self._grad_scale = None
 
-    @property
-    def feature_channels(self)->int:
-        "Channels of the deepest features (`16·base_width`)."
-        return self.channels[-1]
+# %% ../nbs/05_network.ipynb #93537737
+@patch(as_prop=True)
+def feature_channels(self:DMAFNet)->int:
+    "Channels of the deepest features (`16·base_width`)."
+    return self.channels[-1]
 
-    def set_grad_scale(self, k:torch.Tensor|None # (M,) factors for the gradient into each encoder; None: off
-                      )->None:
-        "Multiply the gradient flowing into encoder m by `k[m]` (tensor hooks on the pyramids) until reset."
-        if k is None: self._grad_scale = None; return
-        k = torch.as_tensor(k, dtype=torch.float32).detach().flatten()
-        if k.numel() != self.n_modalities:
-            raise ValueError(f"set_grad_scale: need {self.n_modalities} factors, got {k.numel()}")
-        self._grad_scale = k
+# %% ../nbs/05_network.ipynb #cfcfe7b4
+@patch
+def check_image(self:DMAFNet, image:torch.Tensor, context:str='DMAFNet')->None:
+    "Raise a clear `ValueError` if `image` is not `B×M×S…` with sizes multiple of 16."
+    sd, M = self.spatial_dims, self.n_modalities
+    if image.ndim != 2 + sd:
+        raise ValueError(f"{context}: image must be B×{M}×{'×'.join('S' * sd)} ({2 + sd} axes) for "
+                         f"spatial_dims={sd}, got shape {tuple(image.shape)}")
+    if image.shape[1] != M:
+        raise ValueError(f"{context}: image has {image.shape[1]} channels, the model expects {M} modalities")
+    bad = [s for s in image.shape[2:] if s % SIZE_MULTIPLE or s == 0]
+    if bad:
+        sug = [max(SIZE_MULTIPLE, round(s / SIZE_MULTIPLE) * SIZE_MULTIPLE) for s in image.shape[2:]]
+        raise ValueError(f"{context}: spatial size {tuple(image.shape[2:])} is not a multiple of "
+                         f"{SIZE_MULTIPLE}; crop or pad (e.g. `pad_to_multiple`) to e.g. {tuple(sug)}")
 
-    def check_image(self, image:torch.Tensor, context:str='DMAFNet')->None:
-        "Raise a clear `ValueError` if `image` is not `B×M×S…` with sizes multiple of 16."
-        sd, M = self.spatial_dims, self.n_modalities
-        if image.ndim != 2 + sd:
-            raise ValueError(f"{context}: image must be B×{M}×{'×'.join('S' * sd)} ({2 + sd} axes) for "
-                             f"spatial_dims={sd}, got shape {tuple(image.shape)}")
-        if image.shape[1] != M:
-            raise ValueError(f"{context}: image has {image.shape[1]} channels, the model expects {M} modalities")
-        bad = [s for s in image.shape[2:] if s % SIZE_MULTIPLE or s == 0]
-        if bad:
-            sug = [max(SIZE_MULTIPLE, round(s / SIZE_MULTIPLE) * SIZE_MULTIPLE) for s in image.shape[2:]]
-            raise ValueError(f"{context}: spatial size {tuple(image.shape[2:])} is not a multiple of "
-                             f"{SIZE_MULTIPLE}; crop or pad (e.g. `pad_to_multiple`) to e.g. {tuple(sug)}")
+# %% ../nbs/05_network.ipynb #f4a96e71
+@patch
+def set_grad_scale(self:DMAFNet, k:torch.Tensor|None # (M,) factors for the gradient into each encoder; None: off
+                  )->None:
+    "Multiply the gradient flowing into encoder m by `k[m]` (tensor hooks on the pyramids) until reset."
+    if k is None: self._grad_scale = None; return
+    k = torch.as_tensor(k, dtype=torch.float32).detach().flatten()
+    if k.numel() != self.n_modalities:
+        raise ValueError(f"set_grad_scale: need {self.n_modalities} factors, got {k.numel()}")
+    self._grad_scale = k
 
-    def encode(self, image:torch.Tensor,                 # B×M×S… images
-               availability:torch.Tensor|None=None,      # B×M: if given, missing inputs are zeroed first
-              )->list:                                   # per level B×M×C_l×S_l…, finest first
-        "Run the per-modality encoders (all M); returns the pyramids stacked over modalities."
-        self.check_image(image, 'DMAFNet.encode')
-        B, M = image.shape[:2]
-        if availability is not None:
-            image = mask_modalities(image, check_availability(availability, M, B, context='DMAFNet.encode'))
-        if self.grouped_encoders: pyramid = grouped_encode(self.encoders, image, self.checkpoint)
-        else:
-            feats = [enc(image[:, m:m + 1]) for m, enc in enumerate(self.encoders)]
-            pyramid = [torch.stack(f, 1) for f in zip(*feats)]
-        k = self._grad_scale
-        if k is not None and torch.is_grad_enabled():
-            k = k.to(device=image.device)
-            for p in pyramid:   # k in the gradient's own dtype: under autocast a bf16 activation gets a bf16 gradient
-                if p.requires_grad: p.register_hook(lambda g, k=k: g * k.to(g.dtype).reshape(1, -1, *([1] * (g.ndim - 2))))
-        return pyramid
+# %% ../nbs/05_network.ipynb #d6195b8e
+@patch
+def encode(self:DMAFNet, image:torch.Tensor,         # B×M×S… images
+           availability:torch.Tensor|None=None,      # B×M: if given, missing inputs are zeroed first
+          )->list:                                   # per level B×M×C_l×S_l…, finest first
+    "Run the per-modality encoders (all M); returns the pyramids stacked over modalities."
+    self.check_image(image, 'DMAFNet.encode')
+    B, M = image.shape[:2]
+    if availability is not None:
+        image = mask_modalities(image, check_availability(availability, M, B, context='DMAFNet.encode'))
+    if self.grouped_encoders: pyramid = grouped_encode(self.encoders, image, self.checkpoint)
+    else:
+        feats = [enc(image[:, m:m + 1]) for m, enc in enumerate(self.encoders)]
+        pyramid = [torch.stack(f, 1) for f in zip(*feats)]
+    k = self._grad_scale
+    if k is not None and torch.is_grad_enabled():
+        k = k.to(device=image.device)
+        for p in pyramid:   # k in the gradient's own dtype: under autocast a bf16 activation gets a bf16 gradient
+            if p.requires_grad: p.register_hook(lambda g, k=k: g * k.to(g.dtype).reshape(1, -1, *([1] * (g.ndim - 2))))
+    return pyramid
 
-    def fuse_decode(self, pyramids:list,              # from `encode`
-                    availability:torch.Tensor,        # B×M bool
-                    modality_logits:bool=True,        # run the shared decoder (False: fused outputs only)
-                   )->NetOutput:
-        "Mask the missing modalities, fuse, and decode: the fused (and uni-modal) predictions."
-        if len(pyramids) != N_LEVELS: raise ValueError(f"fuse_decode: need {N_LEVELS} levels, got {len(pyramids)}")
-        B, M = pyramids[0].shape[:2]
-        for l, (p, c) in enumerate(zip(pyramids, self.channels)):
-            if p.shape[:3] != (B, self.n_modalities, c):
-                raise ValueError(f"fuse_decode: level {l} must be B×{self.n_modalities}×{c}×…, got {tuple(p.shape)}")
-        a = check_availability(availability, self.n_modalities, B, context='DMAFNet').to(pyramids[0].device)
-        fused, attention = self.fusion(pyramids, a)
-        logits, deep_logits = self.fusion_decoder(fused)
-        z = None
-        if modality_logits:
-            b, m = a.nonzero(as_tuple=True)  # only the available (sample, modality) pairs
-            zm, _ = self.shared_decoder([p[b, m] for p in pyramids])
-            z = zm.new_zeros(B, M, *zm.shape[1:]).index_put((b, m), zm)
-        return NetOutput(logits=logits, deep_logits=deep_logits, modality_logits=z,
-                         modality_features=mask_modalities(pyramids[-1], a), fused_features=fused[-1],
-                         attention=attention, availability=a)
-
-    def forward(self, image:torch.Tensor,            # B×M×S… images, sizes multiples of 16
-                availability:torch.Tensor,           # B×M bool; every sample needs ≥ 1 modality
-                modality_logits:bool=True,           # run the shared decoder
+# %% ../nbs/05_network.ipynb #2a4b5ee9
+@patch
+def fuse_decode(self:DMAFNet, pyramids:list,      # from `encode`
+                availability:torch.Tensor,        # B×M bool
+                modality_logits:bool=True,        # run the shared decoder (False: fused outputs only)
                )->NetOutput:
-        "Segment `image` using only the modalities marked available (missing inputs are zeroed first)."
-        self.check_image(image)
-        a = check_availability(availability, self.n_modalities, image.shape[0], context='DMAFNet')
-        a = a.to(image.device)
-        pyramids = self.encode(mask_modalities(image, a))
-        return self.fuse_decode(pyramids, a, modality_logits)
+    "Mask the missing modalities, fuse, and decode: the fused (and uni-modal) predictions."
+    if len(pyramids) != N_LEVELS: raise ValueError(f"fuse_decode: need {N_LEVELS} levels, got {len(pyramids)}")
+    B, M = pyramids[0].shape[:2]
+    for l, (p, c) in enumerate(zip(pyramids, self.channels)):
+        if p.shape[:3] != (B, self.n_modalities, c):
+            raise ValueError(f"fuse_decode: level {l} must be B×{self.n_modalities}×{c}×…, got {tuple(p.shape)}")
+    a = check_availability(availability, self.n_modalities, B, context='DMAFNet').to(pyramids[0].device)
+    fused, attention = self.fusion(pyramids, a)
+    logits, deep_logits = self.fusion_decoder(fused)
+    z = None
+    if modality_logits:
+        b, m = a.nonzero(as_tuple=True)  # only the available (sample, modality) pairs
+        zm, _ = self.shared_decoder([p[b, m] for p in pyramids])
+        z = zm.new_zeros(B, M, *zm.shape[1:]).index_put((b, m), zm)
+    return NetOutput(logits=logits, deep_logits=deep_logits, modality_logits=z,
+                     modality_features=mask_modalities(pyramids[-1], a), fused_features=fused[-1],
+                     attention=attention, availability=a)
+
+# %% ../nbs/05_network.ipynb #caacd44b
+@patch
+def forward(self:DMAFNet, image:torch.Tensor,    # B×M×S… images, sizes multiples of 16
+            availability:torch.Tensor,           # B×M bool; every sample needs ≥ 1 modality
+            modality_logits:bool=True,           # run the shared decoder
+           )->NetOutput:
+    "Segment `image` using only the modalities marked available (missing inputs are zeroed first)."
+    self.check_image(image)
+    a = check_availability(availability, self.n_modalities, image.shape[0], context='DMAFNet')
+    a = a.to(image.device)
+    pyramids = self.encode(mask_modalities(image, a))
+    return self.fuse_decode(pyramids, a, modality_logits)
