@@ -13,7 +13,7 @@ from .dmaf import resize_maps
 from .network import SIZE_MULTIPLE
 
 # %% auto #0
-__all__ = ['AUTO_DECODE_VOXELS', 'window_size', 'inference_settings', 'autocast', 'predict_subsets']
+__all__ = ['AUTO_DECODE_VOXELS', 'window_size', 'inference_settings', 'autocast', 'decode_subsets', 'predict_subsets']
 
 # %% ../nbs/05b_inference.ipynb #26b79851
 def window_size(size,                   # the image's spatial size
@@ -41,6 +41,30 @@ def autocast(device:torch.device, dtype:torch.dtype|None):
 # %% ../nbs/05b_inference.ipynb #7c24dfe7
 AUTO_DECODE_VOXELS = 2 ** 17   # `subset_batch=None`: subsets per decoder call × window voxels stays below this
 
+def decode_subsets(model,                      # a `DMAFNet`
+                   win:torch.Tensor,           # b×M×S… windows, modalities no subset uses already zero
+                   masks:torch.Tensor,         # N×M bool subsets, on the windows' device
+                   needed:torch.Tensor,        # 1×M bool: the modalities any subset uses
+                   encode_once:bool=True,      # False: a full forward per subset (the naive reference)
+                   subset_batch:int|None=None, # subsets per decoder call; None: by `AUTO_DECODE_VOXELS`
+                  )->tuple[list, list]:
+    "(softmax probabilities, DMAF maps or None) per subset for a batch of windows: encoded once, then fused and decoded per subset."
+    b = win.shape[0]
+    if not encode_once:
+        outs = [model(win, a[None].expand(b, -1), modality_logits=False) for a in masks]
+        return [o.logits.float().softmax(1) for o in outs], [o.attention for o in outs]
+    pyr = model.encode(win, needed.expand(b, -1))
+    chunk = int(subset_batch) if subset_batch else max(1, AUTO_DECODE_VOXELS // (win[:, 0].numel()))
+    probs, att = [], []
+    for i in range(0, len(masks), chunk):
+        a = masks[i:i + chunk]; n = len(a)
+        p = pyr if n == 1 else [q.unsqueeze(0).expand(n, *q.shape).reshape(n * b, *q.shape[1:]) for q in pyr]
+        o = model.fuse_decode(p, a.repeat_interleave(b, 0), modality_logits=False)
+        probs.extend(o.logits.float().softmax(1).split(b))
+        att.extend(o.attention.split(b) if o.attention is not None else [None] * n)
+    return probs, att
+
+# %% ../nbs/05b_inference.ipynb #fe47ba79
 @torch.no_grad()
 def predict_subsets(model,                        # a `DMAFNet` (or anything with `encode`/`fuse_decode`/`forward`)
                     image,                        # M×S… one case (numpy or torch); 3D volume, or 2D image for a 2D model
@@ -82,26 +106,8 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
     mdev = masks.to(dev); need_dev = needed[None].to(dev)
     without_maps = []
 
-    def decoded(win):
-        "(probabilities, maps) per subset for a batch of windows."
-        b = win.shape[0]
-        with autocast(dev, amp_dtype):
-            if not encode_once:
-                outs = [model(win, a[None].expand(b, -1), modality_logits=False) for a in mdev]
-                return [o.logits.float().softmax(1) for o in outs], [o.attention for o in outs]
-            pyr = model.encode(win, need_dev.expand(b, -1))
-            chunk = int(subset_batch) if subset_batch else max(1, AUTO_DECODE_VOXELS // (win[:, 0].numel()))
-            probs, att = [], []
-            for i in range(0, len(mdev), chunk):
-                a = mdev[i:i + chunk]; n = len(a)
-                p = pyr if n == 1 else [q.unsqueeze(0).expand(n, *q.shape).reshape(n * b, *q.shape[1:]) for q in pyr]
-                o = model.fuse_decode(p, a.repeat_interleave(b, 0), modality_logits=False)
-                probs.extend(o.logits.float().softmax(1).split(b))
-                att.extend(o.attention.split(b) if o.attention is not None else [None] * n)
-            return probs, att
-
     def predictor(win):
-        probs, att = decoded(win)
+        with autocast(dev, amp_dtype): probs, att = decode_subsets(model, win, mdev, need_dev, encode_once, subset_batch)
         if not maps: return tuple(probs)
         if any(m is None for m in att):
             without_maps.append(True); att = [win.new_zeros(win.shape[0], M, *win.shape[2:])] * len(att)
