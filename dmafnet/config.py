@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from fastcore.basics import patch
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES, PROGRESS_MODES, atomic_write
-from .metrics import BRATS_REGIONS, MYOPS_REGIONS, class_regions
+from .core import (BRATS_MODALITIES, MYOPS_MODALITIES, BRATS_REGIONS, MYOPS_REGIONS, PROGRESS_MODES, atomic_write,
+                          class_regions)
 
 # %% auto #0
 __all__ = ['DATASETS', 'PRESETS', 'TrainConfig', 'preset', 'save_config', 'load_config', 'parse_overrides']

@@ -14,9 +14,9 @@ import torch.nn as nn
 
 # %% auto #0
 __all__ = ['BRATS_MODALITIES', 'MYOPS_MODALITIES', 'BRATS_LABELS', 'MYOPS_LABELS', 'BRATS_LABEL_NAMES', 'MYOPS_LABEL_NAMES',
-           'PROGRESS_MODES', 'modality_names', 'NetOutput', 'check_availability', 'check_spatial_dims', 'conv_nd',
-           'norm_nd', 'interp_mode', 'default_device', 'seed_everything', 'in_test', 'atomic_write', 'progress_mode',
-           'clock', 'Progress']
+           'BRATS_REGIONS', 'MYOPS_REGIONS', 'PROGRESS_MODES', 'class_regions', 'modality_names', 'NetOutput',
+           'check_availability', 'check_spatial_dims', 'conv_nd', 'norm_nd', 'interp_mode', 'default_device',
+           'seed_everything', 'in_test', 'atomic_write', 'progress_mode', 'clock', 'Progress']
 
 # %% ../nbs/00_core.ipynb #71b41169
 BRATS_MODALITIES = ('flair', 't1ce', 't1', 't2')
@@ -25,6 +25,16 @@ BRATS_LABELS = (0, 1, 2, 4)                    # raw BraTS label values; trainin
 MYOPS_LABELS = (0, 200, 500, 600, 1220, 2221)  # raw MyoPS label values of training classes 0..5
 BRATS_LABEL_NAMES = ('background', 'necrotic core', 'edema', 'enhancing tumour')   # training classes 0..3
 MYOPS_LABEL_NAMES = ('background', 'LV myocardium', 'LV blood pool', 'RV blood pool', 'edema', 'scar')  # 0..5
+BRATS_REGIONS = {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)}   # scored regions as training classes (`dmafnet.metrics` explains)
+MYOPS_REGIONS = {'scar': (5,), 'scar+edema': (4, 5), 'LV myo': (1, 4, 5), 'LV': (2,), 'RV': (3,)}
+
+def class_regions(class_names # a name per training class, background first (a data set's own labels)
+                 )->dict:
+    "The regions of a data set with these classes: BraTS's or MyoPS's where the names are theirs, else one region per foreground class."
+    names = tuple(class_names)
+    if names == BRATS_LABEL_NAMES: return dict(BRATS_REGIONS)
+    if names == MYOPS_LABEL_NAMES: return dict(MYOPS_REGIONS)
+    return {n: (c,) for c, n in enumerate(names) if c}
 
 def modality_names(n_modalities:int,      # how many modalities (channels)
                    modalities=None,        # explicit names, or None to pick by count

@@ -7,18 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
-from .core import BRATS_LABEL_NAMES, MYOPS_LABEL_NAMES
+from .core import BRATS_REGIONS, MYOPS_REGIONS
 
 # %% auto #0
-__all__ = ['BRATS_REGIONS', 'MYOPS_REGIONS', 'BRATS_EMPTY_HD95', 'EMPTY_CONVENTIONS', 'PROTOCOLS', 'region_mask', 'regions_for',
-           'class_regions', 'dice', 'surface_distances', 'hd95', 'postprocess_et', 'et_min_voxels', 'Protocol',
-           'get_protocol', 'score_case']
+__all__ = ['BRATS_EMPTY_HD95', 'EMPTY_CONVENTIONS', 'PROTOCOLS', 'region_mask', 'regions_for', 'dice', 'surface_distances',
+           'hd95', 'postprocess_et', 'et_min_voxels', 'Protocol', 'get_protocol', 'score_case']
 
 # %% ../nbs/09a_metrics.ipynb #70e3e430
-BRATS_REGIONS = {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)}
-MYOPS_REGIONS = {'scar': (5,), 'scar+edema': (4, 5), 'LV myo': (1, 4, 5), 'LV': (2,), 'RV': (3,)}
-
-# %% ../nbs/09a_metrics.ipynb #cbee0777
 def region_mask(label:np.ndarray, # integer label map, training labels
                 labels:tuple,      # the training labels that make up the region
                )->np.ndarray:
@@ -31,14 +26,6 @@ def regions_for(n_classes:int # the model's number of classes (4 BraTS, 6 MyoPS)
     if n_classes == 4: return dict(BRATS_REGIONS)
     if n_classes == 6: return dict(MYOPS_REGIONS)
     raise ValueError(f"no standard regions for {n_classes} classes (4 = BraTS, 6 = MyoPS); pass `regions=` yourself")
-
-def class_regions(class_names # a name per training class, background first (a data set's own labels)
-                 )->dict:
-    "The regions of a data set with these classes: BraTS's or MyoPS's where the names are theirs, else one region per foreground class."
-    names = tuple(class_names)
-    if names == BRATS_LABEL_NAMES: return dict(BRATS_REGIONS)
-    if names == MYOPS_LABEL_NAMES: return dict(MYOPS_REGIONS)
-    return {n: (c,) for c, n in enumerate(names) if c}
 
 # %% ../nbs/09a_metrics.ipynb #9bb9cee0
 BRATS_EMPTY_HD95 = 373.13  # mm: sqrt(240² + 240² + 155²), the BraTS volume's diagonal at 1 mm

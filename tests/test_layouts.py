@@ -6,7 +6,8 @@ import numpy as np, nibabel as nib, pytest
 from dmafnet.core import BRATS_MODALITIES
 from dmafnet.data import read_brats_case, encode_labels, load_cached, write_label_nifti
 from dmafnet.formats import detect_layout, list_cases, case_loader, find_msd_cases, read_msd_case, find_nnunet_cases, read_nnunet_case
-from dmafnet.metrics import BRATS_REGIONS, region_mask
+from dmafnet.core import BRATS_REGIONS
+from dmafnet.metrics import region_mask
 from dmafnet.preprocess import preprocess_dataset, preprocess_cli
 from dmafnet.datasets import VolumeDataset
 from dmafnet.testing import make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet, synthetic_volumes
