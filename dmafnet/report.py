@@ -187,8 +187,8 @@ def summarise(scores:pd.DataFrame,        # per case × subset scores
         modalities=list(modalities), regions=regions_of(scores),
         n_cases=int(scores['case'].nunique()), n_subsets=int(len(per)),
         mean={c: per[c].mean() for c in score_cols},
-        per_subset={r.subset: dict(id=int(sid), n_cases=int(r.n_cases), **{c: getattr(r, c) for c in score_cols})
-                    for sid, r in zip(per.index, per[['subset', 'n_cases', *score_cols]].itertuples(index=False))},
+        per_subset={r['subset']: dict(id=int(sid), n_cases=int(r['n_cases']), **{c: r[c] for c in score_cols})  # (region
+                    for sid, r in zip(per.index, per[['subset', 'n_cases', *score_cols]].to_dict('records'))},  # names: 'LV myo')
         settings=settings or {}, config=config or {},
     )
     if checkpoint is not None and Path(checkpoint).exists():

@@ -10,7 +10,8 @@ from dmafnet.core import BRATS_REGIONS
 from dmafnet.metrics import region_mask
 from dmafnet.preprocess import preprocess_dataset, preprocess_cli
 from dmafnet.datasets import VolumeDataset
-from dmafnet.testing import make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet, synthetic_volumes
+from dmafnet.testing import (make_test_case, make_test_brats2023_case, make_test_msd, make_test_nnunet, make_test_myops_case,
+                             synthetic_volumes)
 
 BIN = Path(sys.executable).parent
 
@@ -258,6 +259,35 @@ def _check_predictions(pred_dir:Path, folder:Path, labels:dict, name:str):
         assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine), (name, case)
         assert set(np.unique(pred.dataobj).tolist()) <= set(np.unique(ref.dataobj).tolist()) | {0}, (name, case)
     assert len(list(pred_dir.glob('*.nii.gz'))) == len(list_cases(folder)), name  # MSD: imagesTs/ too
+
+def test_cli_on_myops(tmp_path):
+    "MyoPS2020 (3 sequences, 6 classes) through dmafnet-preprocess, -train (its preset, 2 steps), -evaluate on its 7 subsets and -predict."
+    raw = tmp_path / 'myops'
+    for i in range(5): make_test_myops_case(raw, f'myops_training_10{i}', seed=i, missing=('t2',) if i == 1 else ())
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    r = subprocess.run([str(BIN / 'dmafnet-preprocess'), '--data', str(raw), '--out', str(tmp_path / 'cache'), '--crop_size', '48'],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and '5 of 5 cases ready' in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([str(BIN / 'dmafnet-train'), '--preset', 'myops2020', '--data', str(tmp_path / 'cache'), '--out', str(tmp_path / 'run'),
+                        '--epochs', '1', '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2',
+                        'val_cases=1', 'val_every=1', 'progress=off', 'workers=0'], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import contextlib, io, torch, warnings
+    from dmafnet.core import MYOPS_LABELS, MYOPS_REGIONS
+    from dmafnet.evaluate import evaluate_cli, predict_cli
+    ck, log, n = tmp_path / 'run' / 'checkpoints' / 'last.pt', io.StringIO(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            evaluate_cli(checkpoint=str(ck), data=str(raw), out=str(tmp_path / 'report'), split='all')
+            predict_cli(checkpoint=str(ck), data=str(raw), case='all', out=str(tmp_path / 'pred'))
+    finally: torch.set_num_threads(n)
+    out = log.getvalue()
+    assert '5 cases × 7 subsets' in out and all(f'{r} ' in out for r in MYOPS_REGIONS), out
+    ref = nib.load(str(raw / 'myops_training_100_gd.nii.gz')); pred = nib.load(str(tmp_path / 'pred' / 'myops_training_100.nii.gz'))
+    assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
+    assert set(np.unique(pred.dataobj).tolist()) <= set(MYOPS_LABELS) and len(list((tmp_path / 'pred').iterdir())) == 5
 
 # ---- M ≠ 4: a 2-modality data set of its own (CT, PET; labels lesion/necrosis) and 3 of BraTS's (FLAIR, T1gd, T2)
 @pytest.mark.parametrize('M', [2, 3])
