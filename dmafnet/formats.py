@@ -23,6 +23,7 @@ def canonical_name(name:str)->str:
     "A case name without RFNet's grade prefix: 'HG_BraTS20_Training_002' → 'BraTS20_Training_002'."
     return re.sub(r'^(HGG|LGG|HG|LG)[_/]', '', str(name))
 
+# %% ../nbs/01b_formats.ipynb #bd252da2
 def resolve_names(wanted,           # names asked for (a split list, a mask table)
                   available,        # names that exist (files, cache)
                   context:str='cases', # named in the error
@@ -49,6 +50,7 @@ def rfnet_files(root,     # the folder holding vol/ and seg/
     seg = root / 'seg' / f'{key}_seg.npy'
     return vols[key], (seg if seg.is_file() else None)
 
+# %% ../nbs/01b_formats.ipynb #548d18bf
 def _load_npy(path):
     try: return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -91,6 +93,7 @@ def find_myops_cases(data_dir)->dict[str, dict]:
         entry[key] = p
     return cases
 
+# %% ../nbs/01b_formats.ipynb #006e02ba
 def read_myops_case(files:dict,   # from `find_myops_cases`
                     name:str='case', # named in errors
                     atol:float=1e-3, # tolerance on the sequences' affines (mm)
@@ -98,6 +101,7 @@ def read_myops_case(files:dict,   # from `find_myops_cases`
     "Read one MyoPS case: image 3×H×W×S (c0, de, t2; zeros where missing), raw label (0, 200, …, 2221) or None."
     return read_volumes(files, MYOPS_MODALITIES, MYOPS_LABELS, name=name, atol=atol)
 
+# %% ../nbs/01b_formats.ipynb #d0e094fc
 def centre_box(shape,  # the volume's shape
                size,   # the crop's size on the first len(size) axes; the other axes are kept whole
               )->np.ndarray:
@@ -105,6 +109,7 @@ def centre_box(shape,  # the volume's shape
     size = list(size) + [int(n) for n in shape[len(size):]]
     return np.array([((n - s) // 2, (n - s) // 2 + s) for n, s in zip(shape, size)], np.int64)
 
+# %% ../nbs/01b_formats.ipynb #74dec054
 def preprocess_myops_case(raw:dict, crop_size:int=256)->dict:
     "Centre-crop every slice to `crop_size`², z-score each sequence, labels → classes 0..5."
     return preprocess_case(raw, keep_background=False, crop_box=centre_box(raw['image'].shape[1:], (crop_size, crop_size)))
@@ -117,6 +122,7 @@ def find_brats2023_cases(data_dir)->dict:
     "Case name → folder for every BraTS 2023+ case folder (`<name>-t2f.nii.gz`, …) under `data_dir`."
     return find_cases(data_dir, tuple(BRATS2023_FILES.values()), sep='-')
 
+# %% ../nbs/01b_formats.ipynb #c552bbc6
 def read_brats2023_case(case_dir # one `BraTS-GLI-XXXXX-XXX` folder
                        )->dict:
     "Read a BraTS 2023+ case folder into our channel order (flair, t1ce, t1, t2), raw labels 0/1/2/3."
@@ -143,6 +149,7 @@ def brats_modality(name:str)->str|None:
     "Our BraTS modality for a channel name in any common spelling ('T1gd' → 't1ce', 'T2w' → 't2'), else None."
     return next((m for m, names in _BRATS_ALIASES.items() if _norm(name) in names), None)
 
+# %% ../nbs/01b_formats.ipynb #7904b156
 def brats_class(name:str)->int|None:
     "Our class for a tumour-part label name (0 background, 1 necrosis/NET/NETC, 2 edema/SNFH, 3 enhancing), else None."
     s = _norm(name)
@@ -151,11 +158,6 @@ def brats_class(name:str)->int|None:
     if 'edema' in s or 'oedema' in s or s.startswith('surrounding') or s in ('ed', 'snfh'): return 2
     if s.startswith('enhancing') or s == 'et': return 3
     return None
-
-def _region(name:str)->str|None:
-    s = _norm(name)
-    return {'wt': 'WT', 'wholetumor': 'WT', 'wholetumour': 'WT', 'tc': 'TC', 'tumorcore': 'TC', 'tumourcore': 'TC',
-            'et': 'ET', 'enhancingtumor': 'ET', 'enhancingtumour': 'ET'}.get(s)
 
 # %% ../nbs/01b_formats.ipynb #4fe8560a
 def channel_table(names,                  # channel names in file order (dataset.json)
@@ -167,6 +169,18 @@ def channel_table(names,                  # channel names in file order (dataset
     ours = [brats_modality(n) for n in names]
     if None in ours or len(set(ours)) != len(ours): return tuple(names), dict(enumerate(names))
     return (BRATS_MODALITIES if set(ours) == set(BRATS_MODALITIES) else tuple(ours)), dict(enumerate(ours))
+
+# %% ../nbs/01b_formats.ipynb #96a4824f
+def _brats_named(labels:dict)->bool:
+    "Whether the labels are BraTS's: regions (checked by `label_table`), or one name for each of the 4 classes."
+    classes = [brats_class(k) for k in labels]
+    return any(isinstance(v, list) for v in labels.values()) or (None not in classes and sorted(classes) == [0, 1, 2, 3])
+
+# %% ../nbs/01b_formats.ipynb #186457a4
+def _region(name:str)->str|None:
+    s = _norm(name)
+    return {'wt': 'WT', 'wholetumor': 'WT', 'wholetumour': 'WT', 'tc': 'TC', 'tumorcore': 'TC', 'tumourcore': 'TC',
+            'et': 'ET', 'enhancingtumor': 'ET', 'enhancingtumour': 'ET'}.get(s)
 
 def label_table(labels:dict,               # dataset.json's labels: name → value (or list of values: a region)
                 context:str='dataset.json', # named in errors
@@ -191,11 +205,6 @@ def label_table(labels:dict,               # dataset.json's labels: name → val
     if len(values) != len(labels): raise ValueError(f"{context}: two labels share a value: {labels}")
     if _brats_named(labels): return tuple({brats_class(k): v for k, v in labels.items()}[c] for c in range(4))
     return tuple(sorted(values | {0: 'background'}))
-
-def _brats_named(labels:dict)->bool:
-    "Whether the labels are BraTS's: regions (checked by `label_table`), or one name for each of the 4 classes."
-    classes = [brats_class(k) for k in labels]
-    return any(isinstance(v, list) for v in labels.values()) or (None not in classes and sorted(classes) == [0, 1, 2, 3])
 
 # %% ../nbs/01b_formats.ipynb #bc296c2c
 def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
@@ -238,11 +247,13 @@ def _images(root:Path, end:str):
         for p in sorted((root / images).glob(f'*{end}')):
             if not p.name.startswith('.'): yield root / images, root / labels, p
 
+# %% ../nbs/01b_formats.ipynb #91939abe
 def _check_count(spec:dict, cases:dict):
     n = sum(e['split'] == 'imagesTr' for e in cases.values())
     if spec['num_training'] is not None and spec['num_training'] != n:
         warnings.warn(f"{spec['path']}: numTraining is {spec['num_training']} but imagesTr holds {n} cases")
 
+# %% ../nbs/01b_formats.ipynb #d90f3236
 def find_msd_cases(root # an MSD task folder (dataset.json, imagesTr/, labelsTr/, imagesTs/)
                   )->dict[str, dict]:
     "Case name → what `read_msd_case` needs (the 4D image, the label or None, the dataset.json mapping)."
@@ -255,6 +266,7 @@ def find_msd_cases(root # an MSD task folder (dataset.json, imagesTr/, labelsTr/
     _check_count(spec, cases)
     return cases
 
+# %% ../nbs/01b_formats.ipynb #b254c7ae
 def read_msd_case(entry:dict, # from `find_msd_cases`
                   name:str,   # the case name
                  )->dict:
@@ -265,6 +277,7 @@ def read_msd_case(entry:dict, # from `find_msd_cases`
     load = lambda key, path: load_nifti(path) if key == 'label' else (vol[..., index[key]], img)
     return read_volumes(files, entry['modalities'], entry['label_values'], name=name, load=load, class_names=entry['class_names'])
 
+# %% ../nbs/01b_formats.ipynb #4fde299e
 def find_nnunet_cases(root # an nnU-Net v2 raw data set folder, `DatasetXXX_Name`
                      )->dict[str, dict]:
     "Case name → what `read_nnunet_case` needs (modality → `CASE_XXXX` file or None, the label or None, the mapping)."
@@ -286,6 +299,7 @@ def find_nnunet_cases(root # an nnU-Net v2 raw data set folder, `DatasetXXX_Name
     _check_count(spec, cases)
     return cases
 
+# %% ../nbs/01b_formats.ipynb #fa4e3c7b
 def read_nnunet_case(entry:dict, # from `find_nnunet_cases`
                      name:str,   # the case name
                     )->dict:
@@ -304,6 +318,7 @@ READERS = {  # layout → (data folder → {case name: what the reader needs}, (
     'brats': (find_cases, lambda case_dir, name: read_brats_case(case_dir)),
 }
 
+# %% ../nbs/01b_formats.ipynb #a4a08ba3
 def detect_layout(data_dir)->str:
     "The layout of a data folder: one of `LAYOUTS` (a folder with `imagesTr/` but no `dataset.json` is an error)."
     data_dir = Path(data_dir)
@@ -316,6 +331,7 @@ def detect_layout(data_dir)->str:
     if any(s.endswith('-t2f') or s.endswith('-t1n') for s in stems): return 'brats2023'
     return 'brats'
 
+# %% ../nbs/01b_formats.ipynb #b07f431a
 def list_cases(data_dir, layout:str='auto')->list[str]:
     "Sorted case names in a data or cache folder of any layout."
     layout = detect_layout(data_dir) if layout == 'auto' else layout
@@ -325,6 +341,7 @@ def list_cases(data_dir, layout:str='auto')->list[str]:
     if layout in READERS: return sorted(READERS[layout][0](d))
     raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
 
+# %% ../nbs/01b_formats.ipynb #41c22ede
 def case_loader(layout:str,              # a layout of `READERS` or 'rfnet' (a cache needs no loading)
                 data_dir,                # the data folder
                 min_size:int=128,        # smallest crop side (BraTS-like volumes)

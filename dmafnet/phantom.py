@@ -18,13 +18,14 @@ __all__ = ['TISSUES', 'CONTRASTS', 'LABEL_COLOURS', 'mni_anatomy', 'phantom_case
            'write_case', 'make_phantom', 'phantom_cli']
 
 # %% ../nbs/02_phantom.ipynb #41251d97
-_ANATOMY = {}  # spacing -> anatomy dict, filled once per process
-
 def _resample(vol:np.ndarray, spacing:float)->np.ndarray:
     "Resample a 1 mm volume to `spacing` mm on the grid whose voxel i sits at old voxel i·spacing."
     shape = tuple(int((n - 1) // spacing) + 1 for n in vol.shape)
     if spacing > 1: vol = ndimage.gaussian_filter(vol, 0.4 * np.sqrt(spacing**2 - 1))
     return ndimage.affine_transform(vol, [spacing] * 3, output_shape=shape, order=1).astype(np.float32)
+
+# %% ../nbs/02_phantom.ipynb #a04d313a
+_ANATOMY = {}  # spacing -> anatomy dict, filled once per process
 
 def mni_anatomy(spacing:float=2.0 # isotropic voxel size in mm
                )->dict:
@@ -74,6 +75,7 @@ def _interp_matrix(n:int, c:int)->np.ndarray:
     w = np.exp(-0.5 * ((x - np.arange(c)) / 0.7)**2)
     return (w / np.sqrt((w**2).sum(1, keepdims=True))).astype(np.float32)
 
+# %% ../nbs/02_phantom.ipynb #97818037
 def _smooth_field(rng, shape, cell:float, n:int=1)->np.ndarray:
     "`n` smooth random fields (n×shape) of unit s.d. with correlation length ≈ `cell` voxels."
     coarse = tuple(max(2, int(np.ceil(s / cell)) + 1) for s in shape)
@@ -84,6 +86,7 @@ def _smooth_field(rng, shape, cell:float, n:int=1)->np.ndarray:
     g = np.matmul(w0, g.reshape(n, coarse[0], -1))  # … first axis
     return g.reshape(n, *shape)
 
+# %% ../nbs/02_phantom.ipynb #708359f4
 def _rotation(rng, max_deg:float)->np.ndarray:
     "A random rotation matrix with angles up to `max_deg` about each axis."
     a = np.deg2rad(rng.uniform(-max_deg, max_deg, 3)); c, s = np.cos(a), np.sin(a)
@@ -92,6 +95,7 @@ def _rotation(rng, max_deg:float)->np.ndarray:
     rz = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
     return rx @ ry @ rz
 
+# %% ../nbs/02_phantom.ipynb #15b6fe06
 def _single_thread():
     "A context that limits BLAS/OpenMP thread pools to one thread (a no-op without threadpoolctl)."
     try: from threadpoolctl import threadpool_limits
@@ -231,6 +235,7 @@ def _label_rgba(label2d):
     for v, c in LABEL_COLOURS.items(): rgba[label2d == v] = (*c, 1)
     return rgba
 
+# %% ../nbs/02_phantom.ipynb #33040ad4
 def show_case(case:dict,      # a `phantom_case` or a dict with `image` M×X×Y×Z, `label`, `modalities`, `name`
               z:int|None=None, # axial slice (default: the one with the most tumour)
               axes=None,      # M+1 matplotlib axes to draw into (default: a new figure)

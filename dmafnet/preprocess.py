@@ -17,7 +17,7 @@ from .datasets import SPLITS, make_split, read_split, write_split
 # %% auto #0
 __all__ = ['preprocess_dataset', 'preprocess_cli']
 
-# %% ../nbs/01d_preprocess.ipynb #85f3eaa9
+# %% ../nbs/01d_preprocess.ipynb #fe648cd4
 def _describe(case:dict)->dict:
     box, lab = np.asarray(case['crop_box']), case.get('label')
     d = {f'has_{m}': bool(a) for m, a in zip(case.get('modalities', BRATS_MODALITIES), case['availability'])}
@@ -25,6 +25,21 @@ def _describe(case:dict)->dict:
                 original_shape='x'.join(map(str, case['original_shape'])), shape='x'.join(map(str, box[:, 1] - box[:, 0])),
                 crop_box=' '.join(f'{a}:{b}' for a, b in box))
 
+# %% ../nbs/01d_preprocess.ipynb #0db93b19
+def _write_dataset_split(data_dir, cache_dir, ok, seed, overwrite)->str:
+    "Copy the data set's own split into the cache, or write a seeded one; say which."
+    if seed is None or not len(ok): return ''
+    if any((cache_dir / f'{k}.txt').exists() for k in SPLITS) and not overwrite: return f"kept the split already in {cache_dir}"
+    labelled = ok[ok.labelled.astype(bool)].name.tolist()
+    try: split, how = read_split(data_dir), f"split copied as given from {data_dir}"
+    except FileNotFoundError: split, how = make_split(labelled, seed), f"seeded split (seed {seed}) of the {len(labelled)} labelled cases"
+    write_split(split, cache_dir)
+    have = {canonical_name(n) for n in ok.name}
+    absent = [n for v in split.values() for n in v if canonical_name(n) not in have]
+    if absent: warnings.warn(f"{cache_dir}: {len(absent)} case(s) of the split are not in the cache, e.g. {absent[:3]}")
+    return how + ': ' + ', '.join(f"{k} {len(v)}" for k, v in split.items())
+
+# %% ../nbs/01d_preprocess.ipynb #85f3eaa9
 def preprocess_dataset(data_dir,                # raw data of any layout of `dmafnet.formats.LAYOUTS`
                        cache_dir,               # where the `.npz` cache, cases.csv and the split go
                        layout:str='auto',       # 'auto' or a layout: brats, brats2023, msd, nnunet, rfnet, myops
@@ -71,19 +86,6 @@ def preprocess_dataset(data_dir,                # raw data of any layout of `dma
     if len(skipped): warnings.warn(f"{len(skipped)} case(s) skipped: " + '; '.join(f"{r.name} ({r.reason})" for r in skipped.itertuples()))
     if verbose: print(msg)
     return df
-
-def _write_dataset_split(data_dir, cache_dir, ok, seed, overwrite)->str:
-    "Copy the data set's own split into the cache, or write a seeded one; say which."
-    if seed is None or not len(ok): return ''
-    if any((cache_dir / f'{k}.txt').exists() for k in SPLITS) and not overwrite: return f"kept the split already in {cache_dir}"
-    labelled = ok[ok.labelled.astype(bool)].name.tolist()
-    try: split, how = read_split(data_dir), f"split copied as given from {data_dir}"
-    except FileNotFoundError: split, how = make_split(labelled, seed), f"seeded split (seed {seed}) of the {len(labelled)} labelled cases"
-    write_split(split, cache_dir)
-    have = {canonical_name(n) for n in ok.name}
-    absent = [n for v in split.values() for n in v if canonical_name(n) not in have]
-    if absent: warnings.warn(f"{cache_dir}: {len(absent)} case(s) of the split are not in the cache, e.g. {absent[:3]}")
-    return how + ': ' + ', '.join(f"{k} {len(v)}" for k, v in split.items())
 
 # %% ../nbs/01d_preprocess.ipynb #037dda48
 @call_parse

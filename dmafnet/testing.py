@@ -43,8 +43,10 @@ def synthetic_volumes(shape=(24, 28, 20), # volume shape
         vols[m] = v.astype(np.float32)
     return vols, label, _AFFINE.copy()
 
+# %% ../nbs/12_testing.ipynb #a8636978
 def _save(data, path, affine=_AFFINE): nib.save(nib.Nifti1Image(data, affine), str(path))
 
+# %% ../nbs/12_testing.ipynb #caf8e125
 def make_test_case(case_dir,                      # folder to write; its name is the case name
                    shape=(24, 28, 20),            # volume shape
                    seed:int=0,                    # intensities and tumour place
@@ -64,6 +66,7 @@ def make_test_case(case_dir,                      # folder to write; its name is
 # %% ../nbs/12_testing.ipynb #5bbc0647
 def _relabel(label, values): return decode_labels(encode_labels(label), values)  # BraTS 2020 raw → another release's raw
 
+# %% ../nbs/12_testing.ipynb #988b0446
 def make_test_brats2023_case(case_dir,           # folder to write, e.g. `.../BraTS-GLI-00001-000`
                              shape=(24, 28, 20), seed:int=0,
                              missing=(),         # our modality names whose file is not written
@@ -76,6 +79,7 @@ def make_test_brats2023_case(case_dir,           # folder to write, e.g. `.../Br
     if labelled: _save(_relabel(label, BRATS2023_LABELS), case_dir / f'{name}-seg.nii.gz')
     return case_dir
 
+# %% ../nbs/12_testing.ipynb #7d2e3a6f
 MSD_TASK01 = dict(name='BrainTumour', tensorImageSize='4D', modality={'0': 'FLAIR', '1': 'T1w', '2': 't1gd', '3': 'T2w'},
                   labels={'0': 'background', '1': 'edema', '2': 'non-enhancing tumor', '3': 'enhancing tumour'})
 
@@ -99,6 +103,7 @@ def make_test_msd(root,                 # the task folder to write, e.g. `.../Ta
                                                        test=[f'./imagesTs/BRATS_{n_cases + 1:03d}.nii.gz']), indent=1))
     return root
 
+# %% ../nbs/12_testing.ipynb #7583c30b
 def make_test_nnunet(root,              # the data set folder to write, e.g. `.../Dataset137_BraTS`
                      n_cases:int=2,     # training cases (seeds seed, seed+1, …)
                      shape=(24, 28, 20), seed:int=0,

@@ -35,7 +35,7 @@ class RunData:
     availability: dict = field(default_factory=dict)  # training case → bool (M,): files present AND mask
     config: TrainConfig|None = None  # the configuration the data were checked against ('custom': names filled in)
 
-# %% ../nbs/08c_traindata.ipynb #25ce0832
+# %% ../nbs/08c_traindata.ipynb #3d746065
 def _case_table(cache:Path)->pd.DataFrame:
     "The cache's `cases.csv` without skipped cases (empty when there is none, e.g. RFNet's npy folder)."
     p = cache/'cases.csv'
@@ -43,6 +43,7 @@ def _case_table(cache:Path)->pd.DataFrame:
     df = pd.read_csv(p)
     return df[df['status'] != 'skipped'] if 'status' in df else df
 
+# %% ../nbs/08c_traindata.ipynb #c8d0cd4a
 def _file_availability(cache:Path, name:str, modalities:tuple, table:pd.DataFrame)->np.ndarray:
     "Which modality files case `name` has (cases.csv's has_<m> columns, else the cached arrays)."
     cols = [f'has_{m}' for m in modalities]
@@ -50,12 +51,14 @@ def _file_availability(cache:Path, name:str, modalities:tuple, table:pd.DataFram
         return table.set_index('name').loc[name, cols].to_numpy(bool)
     return np.asarray(load_case(cache, name)['availability'], bool)
 
+# %% ../nbs/08c_traindata.ipynb #2621c765
 def _shape(cache:Path, name:str, table:pd.DataFrame)->tuple:
     "Spatial shape of a cached case (cases.csv's `shape`, else the label array)."
     if len(table) and 'shape' in table.columns and name in set(table['name']):
         return tuple(int(s) for s in str(table.set_index('name').loc[name, 'shape']).split('x'))
     return tuple(load_case(cache, name)['image'].shape[1:])
 
+# %% ../nbs/08c_traindata.ipynb #e80fdea8
 def resolve_cache(cfg:TrainConfig # the run's configuration
                  )->Path:
     "The preprocessed cache of the run: generate the phantom and/or preprocess raw data where needed."
@@ -76,7 +79,7 @@ def resolve_cache(cfg:TrainConfig # the run's configuration
         raise ValueError(f"config field 'data': no case of {raw} could be preprocessed (see {cache/'cases.csv'})")
     return cache
 
-# %% ../nbs/08c_traindata.ipynb #d042d51e
+# %% ../nbs/08c_traindata.ipynb #dd0d92f0
 def resolve_split(cfg:TrainConfig, cache:Path)->tuple[list, list]:
     "(train, val) case names: from `split`, else the cache's own split, else a seeded one written to <out>/data/split."
     names = list_cases(cache)
@@ -94,6 +97,7 @@ def resolve_split(cfg:TrainConfig, cache:Path)->tuple[list, list]:
     except ValueError as e: raise ValueError(str(e)) from None
     return train, val
 
+# %% ../nbs/08c_traindata.ipynb #1f96dff2
 def resolve_masks(cfg:TrainConfig, train:list)->pd.DataFrame|None:
     "The IDT mask table of the training cases (None under PDT or full): read, or drawn and written."
     if cfg.missing != 'idt': return None
@@ -125,6 +129,7 @@ def check_data(cfg:TrainConfig, rd:RunData)->None:
             raise ValueError(f"config field 'patch_size': {cfg.patch_size} is larger than the smallest training "
                              f"{'slice' if cfg.spatial_dims == 2 else 'volume'} {fits} in {rd.cache}")
 
+# %% ../nbs/08c_traindata.ipynb #aaa50c8d
 def _description(cache:Path, name:str)->dict:
     "A cached case's modalities, raw label values and class names (BraTS's / MyoPS's by count where the cache names none)."
     f = cache/f'{name}.npz'
@@ -134,6 +139,7 @@ def _description(cache:Path, name:str)->dict:
         len(values), ('background', *(f'label {v}' for v in values[1:])))
     return dict(modalities=modality_names(len(d['availability']), d.get('modalities')), label_values=values, class_names=tuple(names))
 
+# %% ../nbs/08c_traindata.ipynb #ad499b72
 def describe_data(cfg:TrainConfig, # the run's configuration
                   cache:Path,      # its preprocessed cache
                   name:str,        # a training case of it
@@ -143,6 +149,7 @@ def describe_data(cfg:TrainConfig, # the run's configuration
     d = _description(cache, name)
     return cfg.update(modality_names=cfg.modality_names or d['modalities'], class_names=cfg.class_names or d['class_names'])
 
+# %% ../nbs/08c_traindata.ipynb #d0c635c0
 def prepare_data(cfg:TrainConfig # the run's configuration (paths resolved against `cfg.out`)
                 )->RunData:
     "Cache, split and masks of a run (made where missing), checked against the configuration ('custom': described from the cache)."
@@ -178,6 +185,7 @@ def _mix(*ints)->int:
     "One 63-bit seed from several integers (numpy's SeedSequence hashing)."
     return int(np.random.SeedSequence([int(i) % 2**63 for i in ints]).generate_state(2, np.uint64)[0] >> 1)
 
+# %% ../nbs/08c_traindata.ipynb #49ad6aaf
 class EpochBatches:
     "Batches of (index, sample seed) for one epoch on one rank, derived from (seed, epoch): exact on resume."
     def __init__(self, n_samples:int,  # size of the training data set
@@ -217,6 +225,7 @@ def seeded(seed:int):
         try: yield
         finally: random.setstate(py); np.random.set_state(npy)
 
+# %% ../nbs/08c_traindata.ipynb #22b2abc9
 class SeededSamples(Dataset):
     "A data set indexed by (index, sample seed): augmentation (and the PDT subset) repeat exactly."
     def __init__(self, dataset,             # returns dicts with image M×S…, label, availability (M,), name
