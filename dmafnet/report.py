@@ -23,10 +23,12 @@ def score_columns(scores:pd.DataFrame, # per case × subset scores
     "The `<metric>_<region>` columns of a scores table, in table order."
     return [c for c in scores.columns if c.startswith(f'{metric}_')]
 
+# %% ../nbs/09b_report.ipynb #fa19ffbd
 def regions_of(scores:pd.DataFrame)->list[str]:
     "The region names scored in a table (`ET_post` included), in table order."
     return [c[len('dice_'):] for c in score_columns(scores, 'dice')]
 
+# %% ../nbs/09b_report.ipynb #a0ca46a8
 def subset_means(scores:pd.DataFrame,   # per case × subset scores
                  modalities:tuple,       # modality names (the boolean columns), channel order
                 )->pd.DataFrame:
@@ -38,6 +40,7 @@ def subset_means(scores:pd.DataFrame,   # per case × subset scores
     out['n_cases'] = g.size()
     return out.join(g[cols].mean())
 
+# %% ../nbs/09b_report.ipynb #c683a8ff
 def overall_means(per_subset:pd.DataFrame # `subset_means` output
                  )->pd.Series:
     "The headline: the mean over subsets of the per-subset means, per score column."
@@ -63,6 +66,7 @@ def paper_table(scores:pd.DataFrame,   # per case × subset scores
     table.loc['mean'] = mean
     return table
 
+# %% ../nbs/09b_report.ipynb #14c752dd
 def to_markdown(table:pd.DataFrame, # e.g. `paper_table` output
                 caption:str='',     # a line above the table
                )->str:
@@ -72,6 +76,7 @@ def to_markdown(table:pd.DataFrame, # e.g. `paper_table` output
     lines = ([caption, ''] if caption else []) + ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(':-:' for _ in head) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
 
+# %% ../nbs/09b_report.ipynb #8d24bf6d
 def to_latex(table:pd.DataFrame,  # e.g. `paper_table` output
              caption:str='',      # the table's caption
              label:str='',        # the LaTeX label
@@ -90,7 +95,7 @@ def to_latex(table:pd.DataFrame,  # e.g. `paper_table` output
            r'\bottomrule', r'\end{tabular}', r'\end{table}']
     return '\n'.join(out) + '\n'
 
-# %% ../nbs/09b_report.ipynb #14c752dd
+# %% ../nbs/09b_report.ipynb #109aa6bd
 def plot_dice_heatmap(scores:pd.DataFrame, # per case × subset scores
                       modalities:tuple,    # modality names, channel order
                       title:str='Mean Dice per modality subset',
@@ -108,6 +113,7 @@ def plot_dice_heatmap(scores:pd.DataFrame, # per case × subset scores
     ax.set(title=title, xlabel='region', ylabel='available modalities')
     return ax
 
+# %% ../nbs/09b_report.ipynb #c083b5b1
 def modality_gain(scores:pd.DataFrame, # per case × subset scores
                   modalities:tuple,    # modality names, channel order
                  )->pd.DataFrame:
@@ -120,6 +126,7 @@ def modality_gain(scores:pd.DataFrame, # per case × subset scores
             rows.append(dict(modality=m, region=c[5:], with_=w, without=wo, gain=w - wo))
     return pd.DataFrame(rows).rename(columns={'with_': 'with'})
 
+# %% ../nbs/09b_report.ipynb #346a5598
 def plot_modality_gain(scores:pd.DataFrame, # per case × subset scores
                        modalities:tuple,    # modality names, channel order
                        title:str='What each modality adds: mean Dice of the subsets without and with it',
@@ -153,12 +160,14 @@ def git_commit(path:str|Path|None=None # a folder inside the repository; None: t
         return head.stdout.strip() + ('+dirty' if dirty else '')
     except (OSError, subprocess.SubprocessError): return None
 
+# %% ../nbs/09b_report.ipynb #6a2d6b79
 def machine()->str:
     "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for reports and benchmarks."
     try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): model = platform.processor()
     return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
 
+# %% ../nbs/09b_report.ipynb #a79ebf67
 def _plain(x):
     "JSON-safe version of numpy scalars, tuples, paths and NaN."
     if isinstance(x, dict): return {str(k): _plain(v) for k, v in x.items()}
@@ -169,6 +178,7 @@ def _plain(x):
     if isinstance(x, Path): return str(x)
     return x
 
+# %% ../nbs/09b_report.ipynb #c85fe7e9
 def summarise(scores:pd.DataFrame,        # per case × subset scores
               modalities:tuple,            # modality names, channel order
               cases:pd.DataFrame|None=None,# per-case table from `evaluate` (availability, skipped subsets)

@@ -31,6 +31,7 @@ LOCK_NAME = 'train.lock'
 class RunFolderBusy(RuntimeError):
     "Raised when another live process trains into the same run folder."
 
+# %% ../nbs/08e_train.ipynb #6e007f93
 def _alive(pid:int)->bool:
     "Whether process `pid` exists on this machine."
     try: os.kill(pid, 0)
@@ -38,6 +39,7 @@ def _alive(pid:int)->bool:
     except PermissionError: pass   # alive, another user's
     return True
 
+# %% ../nbs/08e_train.ipynb #e19f01fa
 def _holder(path:Path)->dict|None:
     "The lock's content; None when it is gone, {} while it is empty (being written) or unreadable."
     try: text = path.read_text()
@@ -45,10 +47,12 @@ def _holder(path:Path)->dict|None:
     try: return json.loads(text)
     except ValueError: return {}
 
+# %% ../nbs/08e_train.ipynb #f7649350
 def _remove_lock(path:Path, token:str):
     "Remove the lock at `path` if it is still the one with `token` (not a successor's)."
     if (_holder(path) or {}).get('token') == token: path.unlink(missing_ok=True)
 
+# %% ../nbs/08e_train.ipynb #b4a549cb
 class RunLock:
     "`<folder>/train.lock`, created atomically with this process's PID, host and start time; `release()` removes it."
     def __init__(self, folder:str|Path):  # the run folder (made if missing)
@@ -91,21 +95,25 @@ def _add(sums:dict, key:str, value:float):
     "Running [sum, count] of `key` (loss parts differ between steps: a modality's gap exists only where it is present)."
     s = sums.setdefault(key, [0.0, 0]); s[0] += value; s[1] += 1
 
+# %% ../nbs/08e_train.ipynb #4460cae4
 class NonFiniteLoss(RuntimeError):
     "Raised when `max_nonfinite` steps in a row had a non-finite loss or gradient."
 
 class CheckpointError(RuntimeError):
     "Raised when a checkpoint could not be written (most often: the disk is full); the one before is intact."
 
+# %% ../nbs/08e_train.ipynb #a7ebb4f4
 class _Objective(nn.Module):
     "Network and criterion in one module, so DDP synchronises the gradients of both."
     def __init__(self, net, criterion): super().__init__(); self.net, self.criterion = net, criterion
     def forward(self, image, availability, label, dtm=None):
         return self.criterion(self.net(image, availability), label, dtm)
 
+# %% ../nbs/08e_train.ipynb #f1a43a81
 def _poly(epochs:int, power:float):
     return lambda e: max(0.0, 1 - e / epochs) ** power
 
+# %% ../nbs/08e_train.ipynb #b0cb444f
 def _peak_memory(device:torch.device)->dict:
     import resource
     out = {'cpu_peak_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
@@ -183,13 +191,14 @@ class Trainer:
         "Release the run folder's lock (`fit` does so when it ends, also on an error)."
         if self.lock is not None: self.lock.release()
 
-# %% ../nbs/08e_train.ipynb #e2e051eb
+# %% ../nbs/08e_train.ipynb #67c6d8e4
 @patch
 def _gather(self:Trainer, obj):
     "`obj` of every rank, as a list (a collective: every rank calls it)."
     if self.world == 1: return [obj]
     out = [None] * self.world; dist.all_gather_object(out, obj); return out
 
+# %% ../nbs/08e_train.ipynb #bd16c2d1
 @patch
 def state_dict(self:Trainer)->dict:
     "Everything that a resumed run needs (a collective under DDP: every rank calls it)."
@@ -202,6 +211,7 @@ def state_dict(self:Trainer)->dict:
                 counters=dict(nonfinite_total=self.nonfinite_total, nonfinite_run=self.nonfinite_run,
                               best=self.best if math.isfinite(self.best) else None, best_epoch=self.best_epoch))
 
+# %% ../nbs/08e_train.ipynb #e2e051eb
 @patch
 def save(self:Trainer, name:str='last')->Path|None:
     "Write `<out>/checkpoints/<name>.pt` (rank 0; every rank must call); raise `CheckpointError` on every rank if it fails."
@@ -226,6 +236,7 @@ def _save_failure(self:Trainer, name:str, e:OSError)->str:
     return (f"{self.ckpt_dir/f'{name}.pt'} not written: {why} ({e}); {good}. Free some space, then continue with "
             f"`dmafnet-train --out {self.out} --resume`")
 
+# %% ../nbs/08e_train.ipynb #ac63409b
 @patch
 def resume(self:Trainer)->bool:
     "Load `last.pt` (or, if damaged, `last.prev.pt`) into this trainer; False when there is none."
@@ -262,7 +273,7 @@ def resume(self:Trainer)->bool:
     if self.main: self._trim_logs()
     return True
 
-# %% ../nbs/08e_train.ipynb #ac63409b
+# %% ../nbs/08e_train.ipynb #6f525da2
 @patch
 def _to_device(self:Trainer, batch:dict):
     "Image, availability and label of a batch on the device (padded to multiples of 16 when not cropped)."
@@ -274,6 +285,7 @@ def _to_device(self:Trainer, batch:dict):
         image = image.contiguous(memory_format=torch.channels_last if image.ndim == 4 else torch.channels_last_3d)
     return image, batch['availability'].to(dev, non_blocking=True).bool(), label
 
+# %% ../nbs/08e_train.ipynb #e377fe00
 @patch
 def _skip_absent_encoders(self:Trainer, avail:torch.Tensor):
     "No gradient (None) for the encoders of modalities that no sample of the step has, on any rank: AdamW leaves them."
@@ -282,6 +294,7 @@ def _skip_absent_encoders(self:Trainer, avail:torch.Tensor):
     for m in (present == 0).nonzero().flatten().tolist():
         for p in self.model.encoders[m].parameters(): p.grad = None
 
+# %% ../nbs/08e_train.ipynb #43a014dd
 @patch
 def train_step(self:Trainer, batch:dict)->dict|None:
     "One optimiser step on `batch`; the loss parts, or None when the step was skipped (non-finite)."
@@ -316,12 +329,13 @@ def train_step(self:Trainer, batch:dict)->dict|None:
     for k, v in parts.items(): _add(self.sums, k, v)
     return parts
 
-# %% ../nbs/08e_train.ipynb #6f525da2
+# %% ../nbs/08e_train.ipynb #942369de
 @patch
 def _dtm_update(self:Trainer):
     "Close one DTM period: β from the ranks' summed statistics, then the new gradient scale on the network."
     self.dtm.end_epoch(reduce=dist.all_reduce if self.world > 1 else None, model=self.model, step=self.global_step)
 
+# %% ../nbs/08e_train.ipynb #5eeba7d6
 @patch
 def _dtm_row(self:Trainer)->dict:
     "β, gap, relative preference and gate rate per modality of the epoch just closed."
@@ -331,6 +345,7 @@ def _dtm_row(self:Trainer)->dict:
     last = h[h['epoch'] == h['epoch'].max()]
     return {f'{k}_{r.modality}': float(getattr(r, k)) for r in last.itertuples() for k in ('beta', 'gap', 'rp', 'gate_rate')}
 
+# %% ../nbs/08e_train.ipynb #4cce96f3
 @patch
 def _log(self:Trainer, row:dict):
     "Append one epoch's row to log.jsonl, rewrite log.csv (and TensorBoard if on)."
@@ -348,6 +363,7 @@ def _log(self:Trainer, row:dict):
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != 'epoch': self._tb.add_scalar(k, v, row['epoch'])
 
+# %% ../nbs/08e_train.ipynb #37ff158e
 @patch
 def _trim_logs(self:Trainer):
     "On resume: drop log rows of epochs the checkpoint has not finished (they will be written again)."
@@ -401,6 +417,7 @@ def fit(self:Trainer)->Path:
     try: return self._fit()
     finally: self.close()
 
+# %% ../nbs/08e_train.ipynb #8f60abb9
 @patch
 def _fit(self:Trainer)->Path:
     cfg = self.cfg
@@ -464,6 +481,7 @@ def train_parser()->argparse.ArgumentParser:
                    help="change configuration fields, values read as YAML (e.g. patch_size=[64,64,64] lr=1e-3)")
     return p
 
+# %% ../nbs/08e_train.ipynb #05d86c0f
 def config_from_args(args:argparse.Namespace)->TrainConfig:
     "The configuration the command line describes."
     changes = {k: getattr(args, k) for k in ('data', 'out', 'epochs', 'device') if getattr(args, k) is not None}
@@ -474,11 +492,13 @@ def config_from_args(args:argparse.Namespace)->TrainConfig:
     else: return preset(args.preset or 'phantom', **changes)
     return cfg.update(**changes)
 
+# %% ../nbs/08e_train.ipynb #e276d6c3
 def _one_line(e:BaseException)->str:
     "`e`'s message; of an error raised in a DataLoader worker, the original message without the worker's traceback."
     msg = str(e).strip()
     return msg.splitlines()[-1].split(': ', 1)[-1] if 'Original Traceback' in msg else msg
 
+# %% ../nbs/08e_train.ipynb #0c2635e0
 def train_cli(argv:list[str]|None=None # arguments (default: sys.argv[1:])
              ):
     "Console entry point `dmafnet-train`."
