@@ -191,6 +191,16 @@ def test_nnunet_bad_input(tmp_path):
 
 # ---- a tiny train → evaluate round trip through the commands, on one layout
 
+def _in_process(fn, **kw)->str:
+    "A command's function called in this process at one thread (the console command's code without a torch import); its stdout."
+    import contextlib, io, torch, warnings
+    log, n = io.StringIO(), torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter('ignore'); fn(**{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()})
+    finally: torch.set_num_threads(n)
+    return log.getvalue()
+
 def _layout_fixtures(root:Path)->dict:
     "Each BraTS-like layout's fixture (two labelled cases of the same synthetic tumours): layout → (folder, case → label file)."
     out = {}
@@ -235,22 +245,14 @@ def test_cli_on_every_layout(tmp_path):
     assert img.shape == ref.shape and np.allclose(img.affine, ref.affine) and set(np.unique(img.dataobj).tolist()) <= {0, 1, 2, 3}
     # each layout preprocessed, and its raw folder evaluated and predicted as it is, by the commands' functions in this
     # process (the same code as the console commands, without a torch import per call)
-    import contextlib, io, torch, warnings
     from dmafnet.evaluate import evaluate_cli, predict_cli
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    try:
-        for name, (folder, labels) in layouts.items():
-            log = io.StringIO()
-            with contextlib.redirect_stdout(log), warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                if name != 'rfnet':   # (RFNet's npy is read as it is, not preprocessed)
-                    preprocess_cli(data=str(folder), out=str(tmp_path / f'cache_{name}'), min_size=32)
-                evaluate_cli(checkpoint=str(ck), data=str(folder), out=str(tmp_path / f'report_{name}'), split='all')
-                predict_cli(checkpoint=str(ck), data=str(folder), case='all', out=str(tmp_path / f'pred_{name}'))
-            out = log.getvalue()
-            assert (name == 'rfnet' or 'ready in' in out) and '2 cases × 15 subsets' in out, (name, out)
-            _check_predictions(tmp_path / f'pred_{name}', folder, labels, name)
-    finally: torch.set_num_threads(n)
+    for name, (folder, labels) in layouts.items():
+        if name != 'rfnet':   # (RFNet's npy is read as it is, not preprocessed)
+            assert 'ready in' in _in_process(preprocess_cli, data=folder, out=tmp_path / f'cache_{name}', min_size=32)
+        out = _in_process(evaluate_cli, checkpoint=ck, data=folder, out=tmp_path / f'report_{name}', split='all')
+        assert '2 cases × 15 subsets' in out, (name, out)
+        _in_process(predict_cli, checkpoint=ck, data=folder, case='all', out=tmp_path / f'pred_{name}')
+        _check_predictions(tmp_path / f'pred_{name}', folder, labels, name)
 
 def _check_predictions(pred_dir:Path, folder:Path, labels:dict, name:str):
     "One label file per case of `folder`, each in its input's geometry with the release's own label values."
@@ -265,25 +267,16 @@ def test_cli_on_myops(tmp_path):
     raw = tmp_path / 'myops'
     for i in range(5): make_test_myops_case(raw, f'myops_training_10{i}', seed=i, missing=('t2',) if i == 1 else ())
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    r = subprocess.run([str(BIN / 'dmafnet-preprocess'), '--data', str(raw), '--out', str(tmp_path / 'cache'), '--crop_size', '48'],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0 and '5 of 5 cases ready' in r.stdout, r.stderr[-2000:]
+    assert '5 of 5 cases ready' in _in_process(preprocess_cli, data=raw, out=tmp_path / 'cache', crop_size=48)
     r = subprocess.run([str(BIN / 'dmafnet-train'), '--preset', 'myops2020', '--data', str(tmp_path / 'cache'), '--out', str(tmp_path / 'run'),
                         '--epochs', '1', '--set', 'base_width=4', 'patch_size=[32,32]', 'batch_size=2', 'steps_per_epoch=2',
                         'val_cases=1', 'val_every=1', 'progress=off', 'workers=0'], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    import contextlib, io, torch, warnings
     from dmafnet.core import MYOPS_LABELS, MYOPS_REGIONS
     from dmafnet.evaluate import evaluate_cli, predict_cli
-    ck, log, n = tmp_path / 'run' / 'checkpoints' / 'last.pt', io.StringIO(), torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(log), warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            evaluate_cli(checkpoint=str(ck), data=str(raw), out=str(tmp_path / 'report'), split='all')
-            predict_cli(checkpoint=str(ck), data=str(raw), case='all', out=str(tmp_path / 'pred'))
-    finally: torch.set_num_threads(n)
-    out = log.getvalue()
+    ck = tmp_path / 'run' / 'checkpoints' / 'last.pt'
+    out = _in_process(evaluate_cli, checkpoint=ck, data=raw, out=tmp_path / 'report', split='all')
+    _in_process(predict_cli, checkpoint=ck, data=raw, case='all', out=tmp_path / 'pred')
     assert '5 cases × 7 subsets' in out and all(f'{r} ' in out for r in MYOPS_REGIONS), out
     ref = nib.load(str(raw / 'myops_training_100_gd.nii.gz')); pred = nib.load(str(tmp_path / 'pred' / 'myops_training_100.nii.gz'))
     assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
@@ -302,10 +295,12 @@ def test_cli_any_number_of_modalities(tmp_path, M):
         r = subprocess.run([str(x) for x in a], capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         return r.stdout
-    run(BIN / 'dmafnet-preprocess', '--data', d, '--out', tmp_path / 'cache', '--min_size', '32')
+    from dmafnet.missing import masks_cli
+    from dmafnet.evaluate import evaluate_cli, predict_cli
+    assert 'ready in' in _in_process(preprocess_cli, data=d, out=tmp_path / 'cache', min_size=32)
     rates = ','.join(['0.2', '0.4', '0.1'][:M])
-    assert f'available: {mods[0]}' in run(BIN / 'dmafnet-masks', '--cases', tmp_path / 'cache' / 'train.txt',
-                                          '--out', tmp_path / 'masks.csv', '--rates', rates, '--modalities', ','.join(mods))
+    assert f'available: {mods[0]}' in _in_process(masks_cli, cases=tmp_path / 'cache' / 'train.txt', out=tmp_path / 'masks.csv',
+                                                  rates=rates, modalities=','.join(mods))
     run(BIN / 'dmafnet-train', '--preset', 'phantom', '--data', tmp_path / 'cache', '--out', tmp_path / 'run', '--epochs', '1',
         '--set', 'dataset=custom', f"mask_csv={tmp_path / 'masks.csv'}", 'base_width=4', 'patch_size=[32,32]', 'batch_size=2',
         'steps_per_epoch=2', 'val_cases=1', 'val_every=1', 'progress=off')
@@ -314,13 +309,13 @@ def test_cli_any_number_of_modalities(tmp_path, M):
     regions = ['lesion', 'necrosis'] if M == 2 else ['WT', 'TC', 'ET']
     assert cfg.modality_names == mods and cfg.n_classes == (3 if M == 2 else 4) and list(cfg.regions) == regions
     ck = tmp_path / 'run' / 'checkpoints' / 'last.pt'
-    out = run(BIN / 'dmafnet-evaluate', '--checkpoint', ck, '--data', tmp_path / 'cache', '--out', tmp_path / 'report', '--split', 'all')
+    out = _in_process(evaluate_cli, checkpoint=ck, data=tmp_path / 'cache', out=tmp_path / 'report', split='all')
     assert f'6 cases × {2 ** M - 1} subsets' in out and all(f'{r} ' in out for r in regions)
     import pandas as pd
     scores = pd.read_csv(tmp_path / 'report' / 'scores.csv')
     assert scores.subset_id.nunique() == 2 ** M - 1 and {f'dice_{r}' for r in regions} <= set(scores.columns)
     assert set(mods) <= set(scores.columns)
-    run(BIN / 'dmafnet-predict', '--checkpoint', ck, '--case', tmp_path / 'cache' / 'BraTS_001.npz', '--out', tmp_path / 'pred.nii.gz')
+    _in_process(predict_cli, checkpoint=ck, case=tmp_path / 'cache' / 'BraTS_001.npz', out=tmp_path / 'pred.nii.gz')
     pred, ref = nib.load(str(tmp_path / 'pred.nii.gz')), nib.load(str(d / 'labelsTr' / 'BraTS_001.nii.gz'))
     assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
     assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= set(np.unique(np.asarray(ref.dataobj)).tolist()) | {0}
