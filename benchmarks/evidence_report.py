@@ -35,7 +35,7 @@ def load_runs(folder:Path)->list[dict]:
 def t_interval(d)->dict:
     "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0) and a two-sided sign test."
     d = np.asarray(d, float); n = len(d); m = float(d.mean()) if n else float('nan')
-    signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()),
+    signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
                  sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0)
     if n < 2: return dict(mean=round(m, 2), ci_low=float('nan'), ci_high=float('nan'), n=n, **signs)
     h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
@@ -270,9 +270,9 @@ def write_report(run_folder:Path, prefix:Path)->str:
     L += [f"| {k} | {v['WT']['n']} | " + ' | '.join(ci(v[r]) for r in REGIONS) + ' |' for k, v in s['component_steps'].items()]
     full = {st: v[FULL] for st, v in s['paired'].items() if FULL in v}
     if full:
-        sg = lambda d: f"{d['wins']}/{d['n']}, median {d['median']:+.1f}, p {d['sign_p']:.2g}"
+        sg = lambda d: f"{d['wins']}/{d['n']}{' (' + str(d['ties']) + ' tied)' if d['ties'] else ''}, median {d['median']:+.1f}, p {d['sign_p']:.2g}"
         L += ['', '**Full DMAF-Net − mean fusion, seed by seed** (a check that does not lean on normality: the seeds on which '
-              'full DMAF-Net scores higher, the median paired difference, and a two-sided sign test):', '',
+              'full DMAF-Net scores higher, the median paired difference, and a two-sided sign test over the untied seeds):', '',
               '| setting | WT | TC | ET |', '|---|---|---|---|']
         L += [f"| {st} | " + ' | '.join(sg(d[r]) for r in REGIONS) + ' |' for st, d in full.items()]
     L += ['', *img('paired', 'Paired differences'),

@@ -21,7 +21,7 @@ from .inference import predict_subsets, inference_settings
 from .trainparts import load_model
 
 # %% auto #0
-__all__ = ['formable_subsets', 'case_modalities', 'check_fits', 'evaluate_case', 'Evaluation', 'load_eval_case', 'case_reader',
+__all__ = ['formable_subsets', 'case_modalities', 'fit_to_model', 'evaluate_case', 'Evaluation', 'load_eval_case', 'case_reader',
            'evaluate', 'predict_case', 'find_split', 'evaluate_cli', 'predict_cli']
 
 # %% ../nbs/09c_evaluate.ipynb #6829bbdb
@@ -42,13 +42,25 @@ def case_modalities(case:dict)->tuple:
     "The case's modality names: its `modalities`, else by count (`dmafnet.core.modality_names`)."
     return modality_names(len(case['availability']), case.get('modalities'))
 
-def check_fits(model, case:dict):
-    "Raise a ValueError naming the case when its channels are not the model's modalities (count, and names where both have them)."
-    mods, want = case_modalities(case), getattr(model, 'modalities', None)
-    if len(mods) != model.n_modalities or (want is not None and tuple(want) != mods):
-        raise ValueError(f"{case.get('name', 'case')}: has {len(mods)} modalities {mods}; the model was trained on "
-                         f"{model.n_modalities}" + (f" {tuple(want)}" if want is not None else ''))
 
+
+# %% ../nbs/09c_evaluate.ipynb #ad5af7e3
+def fit_to_model(model, case:dict)->dict:
+    "The case with its channels in the model's modality order (those it lacks zero and missing); a ValueError naming the case when it has a modality the model does not know, or (without names) another count."
+    mods, want = case_modalities(case), getattr(model, 'modalities', None)
+    if want is None or tuple(want) == mods:
+        if len(mods) == model.n_modalities: return case
+        want = ()
+    want = tuple(want)
+    if not set(mods) <= set(want):
+        raise ValueError(f"{case.get('name', 'case')}: has {len(mods)} modalities {mods}; the model was trained on "
+                         f"{model.n_modalities}" + (f" {want}" if want else ''))
+    image = np.asarray(case['image'])
+    out = np.zeros((len(want), *image.shape[1:]), image.dtype); avail = np.zeros(len(want), bool)
+    for k, m in enumerate(mods): out[want.index(m)], avail[want.index(m)] = image[k], case['availability'][k]
+    return dict(case, image=out, availability=avail, modalities=want)
+
+# %% ../nbs/09c_evaluate.ipynb #8435a29f
 def evaluate_case(model,                          # the network
                   case:dict,                      # preprocessed case: image, label, availability, spacing, name
                   subset_ids=None,                # subsets to score; None: all
@@ -61,7 +73,7 @@ def evaluate_case(model,                          # the network
     "Score one case under every subset it can form: rows (case × subset) and a summary of what was skipped."
     name, label = str(case.get('name', 'case')), case.get('label')
     if label is None: raise ValueError(f"{name}: the case has no label; evaluation needs the reference segmentation")
-    check_fits(model, case)
+    case = fit_to_model(model, case)
     avail = np.asarray(case['availability'], bool)
     modalities = tuple(modalities or case_modalities(case))
     regions = regions if regions is not None else regions_for(model.n_classes)
@@ -121,8 +133,13 @@ def case_reader(data_dir # a data folder of any layout, or a cache
                )->callable:
     "Case name → preprocessed case dict for one folder, whose layout is detected and whose cases are listed once."
     d = Path(data_dir); layout = detect_layout(d)
-    if layout == 'cache': return lambda name: load_cached(d / f'{name}.npz')
+    if layout == 'cache': return lambda name: load_cached(_cache_file(d, name))
     return case_loader(layout, d)
+
+def _cache_file(cache:Path, name:str)->Path:
+    f = cache / f'{name}.npz'
+    if not f.is_file(): raise FileNotFoundError(f"{cache}: no case named {name} (cache)")
+    return f
 
 def evaluate(model,                          # the network (eval mode is set during inference)
              cases,                          # iterable of case dicts, cache files, case folders, or names in `data_dir`
@@ -151,6 +168,7 @@ def evaluate(model,                          # the network (eval mode is set dur
         case = c if isinstance(c, dict) else read(c)
         if skip_unlabelled and case.get('label') is None:
             unlabelled.append(case['name']); shown.update(1, case=case['name']); continue
+        case = fit_to_model(model, case)   # (the model's channel order: the rows and the report's columns follow it)
         r, info = evaluate_case(model, case, subset_ids, regions, pr, et_min_volume, **infer_kw)
         rows += r; infos.append(info)
         modalities = modalities or case_modalities(case)
@@ -178,8 +196,7 @@ def predict_case(model,                          # the network
                  **infer_kw,                     # `predict_subsets` options (patch_size, overlap, …)
                 )->np.ndarray:
     "Segment a case with the modalities it has; the label map in the original geometry with raw label values."
-    case = case if isinstance(case, dict) else load_eval_case(case)
-    check_fits(model, case)
+    case = fit_to_model(model, case if isinstance(case, dict) else load_eval_case(case))
     avail = np.asarray(case['availability'], bool)
     prob = predict_subsets(model, case['image'], [avail], **infer_kw)[0]
     label = prob.argmax(0).to(torch.uint8).cpu().numpy()

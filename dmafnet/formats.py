@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, re, warnings
 from pathlib import Path
 import numpy as np
-from .core import BRATS_MODALITIES, MYOPS_MODALITIES, BRATS_LABELS, MYOPS_LABELS
+from .core import BRATS_MODALITIES, MYOPS_MODALITIES, BRATS_LABELS, MYOPS_LABELS, BRATS_LABEL_NAMES
 from .data import (encode_labels, is_nifti, nifti_stem, load_nifti, read_volumes, preprocess_case, read_brats_case,
                           find_case_files, find_cases)
 
@@ -163,12 +163,14 @@ def brats_class(name:str)->int|None:
 def channel_table(names,                  # channel names in file order (dataset.json)
                   context:str='dataset.json', # named in errors
                  )->tuple[tuple[str, ...], dict[int, str]]:
-    "(modalities, channel index → modality): BraTS's four in our order where the names are those four, our names in file order where they are fewer distinct BraTS modalities, else the names as given."
+    "(modalities, channel index → modality): distinct BraTS modalities under our names in our order (flair, t1ce, t1, t2: the four, or those present), else the names as given."
     names = [str(n) for n in names]
     if len(set(names)) != len(names): raise ValueError(f"{context}: channel names repeat: {names}")
+    bad = [n for n in names if '+' in n or n.strip().lower() == 'all' or not n.strip()]
+    if bad: raise ValueError(f"{context}: channel names {bad} cannot name a modality ('+' joins modalities in subset names, 'all' is every one)")
     ours = [brats_modality(n) for n in names]
     if None in ours or len(set(ours)) != len(ours): return tuple(names), dict(enumerate(names))
-    return (BRATS_MODALITIES if set(ours) == set(BRATS_MODALITIES) else tuple(ours)), dict(enumerate(ours))
+    return tuple(m for m in BRATS_MODALITIES if m in ours), dict(enumerate(ours))
 
 # %% ../nbs/01b_formats.ipynb #96a4824f
 def _brats_named(labels:dict)->bool:
@@ -209,7 +211,7 @@ def label_table(labels:dict,               # dataset.json's labels: name → val
 # %% ../nbs/01b_formats.ipynb #bc296c2c
 def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
                      )->dict:
-    "Its `dataset.json`, checked and mapped: path, channels (names in file order), modalities, channel → modality, label_values, class_names (None: BraTS's), file_ending, numTraining."
+    "Its `dataset.json`, checked and mapped: path, channels (names in file order), modalities, channel → modality, label_values, class_names, file_ending, numTraining."
     path = Path(root) / 'dataset.json'
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; an MSD or nnU-Net data set (imagesTr/, labelsTr/) needs its dataset.json "
@@ -231,7 +233,7 @@ def read_dataset_json(root # an MSD task or nnU-Net v2 data set folder
     if end not in ('.nii.gz', '.nii'): raise ValueError(f"{path}: file_ending {end!r}; only NIfTI ('.nii.gz', '.nii') is read")
     label_values = label_table(labels, str(path))
     named = {v: k for k, v in labels.items() if isinstance(v, int)} | {0: 'background'}
-    class_names = None if _brats_named(labels) else tuple(named[v] for v in label_values)
+    class_names = BRATS_LABEL_NAMES if _brats_named(labels) else tuple(named[v] for v in label_values)
     if modalities != BRATS_MODALITIES or not _brats_named(labels):
         warnings.warn(f"{path}: channels {channels} / labels {list(labels)} are not all BraTS's; read as the data set names them "
                       f"(modalities {modalities}, raw label values {label_values})")

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fastcore.basics import patch, patch_to
+from fastcore.basics import patch
 from .core import NetOutput, check_availability, modality_names, interp_mode
 
 def _fp(x:torch.Tensor)->torch.Tensor:
@@ -269,11 +269,12 @@ def _check(self:DMAFCriterion, out, label):
     return label.long(), avail
 
 # %% ../nbs/06_losses.ipynb #9d5912cc
-@patch_to(DMAFCriterion, static_method=True)
 def _dtm_stats(gap, fac, avail): # per-modality batch statistics (M each; NaN where undefined)
     a = avail.float(); multi = a * (avail.sum(1, keepdim=True) > 1)
     mean = lambda x, w: (x * w).sum(0) / w.sum(0)   # 0/0 → NaN → key dropped
     return {'gap': mean(gap, multi), 'rp': mean(fac['rp'], multi), 'gate': mean(fac['gate_raw'], a)}
+
+DMAFCriterion._dtm_stats = staticmethod(_dtm_stats)   # (a plain assignment: fastcore's patch_to(static_method=) is recent)
 
 # %% ../nbs/06_losses.ipynb #408484a8
 @patch

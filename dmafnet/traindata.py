@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
-from .core import BRATS_LABELS, BRATS_LABEL_NAMES, MYOPS_LABEL_NAMES, modality_names
+from .core import BRATS_LABELS, BRATS_LABEL_NAMES, BRATS_MODALITIES, MYOPS_LABEL_NAMES, MYOPS_MODALITIES, modality_names
 from .config import TrainConfig
 from .datasets import load_case, make_split, read_split, write_split
 from .data import load_cached
@@ -131,13 +131,16 @@ def check_data(cfg:TrainConfig, rd:RunData)->None:
 
 # %% ../nbs/08c_traindata.ipynb #aaa50c8d
 def _description(cache:Path, name:str)->dict:
-    "A cached case's modalities, raw label values and class names (BraTS's / MyoPS's by count where the cache names none)."
+    "A cached case's modalities, raw label values and class names (where the cache names none: BraTS's or MyoPS's for their own modalities and class count, else 'label <value>')."
     f = cache/f'{name}.npz'
     d = load_cached(f, keys=['modalities', 'label_values', 'class_names', 'availability']) if f.is_file() else load_case(cache, name)
     values = tuple(int(v) for v in d.get('label_values', BRATS_LABELS))
-    names = d.get('class_names') or {len(BRATS_LABEL_NAMES): BRATS_LABEL_NAMES, len(MYOPS_LABEL_NAMES): MYOPS_LABEL_NAMES}.get(
-        len(values), ('background', *(f'label {v}' for v in values[1:])))
-    return dict(modalities=modality_names(len(d['availability']), d.get('modalities')), label_values=values, class_names=tuple(names))
+    mods = modality_names(len(d['availability']), d.get('modalities'))
+    names = d.get('class_names')
+    if not names and set(mods) <= set(BRATS_MODALITIES) and len(values) == len(BRATS_LABEL_NAMES): names = BRATS_LABEL_NAMES
+    if not names and mods == MYOPS_MODALITIES and len(values) == len(MYOPS_LABEL_NAMES): names = MYOPS_LABEL_NAMES
+    names = names or ('background', *(f'label {v}' for v in values[1:]))
+    return dict(modalities=mods, label_values=values, class_names=tuple(names))
 
 # %% ../nbs/08c_traindata.ipynb #ad499b72
 def describe_data(cfg:TrainConfig, # the run's configuration

@@ -95,7 +95,7 @@ def val_masks(cfg:TrainConfig)->list[tuple[str, tuple]]:
     "(name, availability) of the subsets scored during validation."
     mods = cfg.modalities
     if cfg.val_subsets is None:
-        masks = [tuple(True for _ in mods)] + [tuple(i == j for j in range(len(mods))) for i in range(len(mods))]
+        masks = [tuple(True for _ in mods)] + [tuple(i == j for j in range(len(mods))) for i in range(len(mods)) if len(mods) > 1]
     else:
         all_ = subsets(len(mods))
         masks = [tuple(m in s.split('+') or s == 'all' for m in mods) if isinstance(s, str) else tuple(all_[s])

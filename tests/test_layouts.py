@@ -211,6 +211,8 @@ def _layout_fixtures(root:Path)->dict:
     out['msd'] = d, {f'BRATS_{i:03d}': d / 'labelsTr' / f'BRATS_{i:03d}.nii.gz' for i in (1, 2)}
     d = make_test_nnunet(root / 'Dataset137_BraTS', n_cases=2, shape=(32, 32, 20), missing={1: ('t2',)})
     out['nnunet'] = d, {f'BraTS_{i:03d}': d / 'labelsTr' / f'BraTS_{i:03d}.nii.gz' for i in (1, 2)}
+    d = make_test_nnunet(root / 'Dataset138_NoT1ce', n_cases=2, shape=(32, 32, 20), channel_names=('T1', 'T2', 'Flair'))
+    out['nnunet, 3 of BraTS\'s channels'] = d, {f'BraTS_{i:03d}': d / 'labelsTr' / f'BraTS_{i:03d}.nii.gz' for i in (1, 2)}
     d = root / 'rfnet'
     for sub in ('vol', 'seg'): (d / sub).mkdir(parents=True)
     for i in range(2):
@@ -250,7 +252,8 @@ def test_cli_on_every_layout(tmp_path):
         if name != 'rfnet':   # (RFNet's npy is read as it is, not preprocessed)
             assert 'ready in' in _in_process(preprocess_cli, data=folder, out=tmp_path / f'cache_{name}', min_size=32)
         out = _in_process(evaluate_cli, checkpoint=ck, data=folder, out=tmp_path / f'report_{name}', split='all')
-        assert '2 cases × 15 subsets' in out, (name, out)
+        n = 7 if '3 of' in name else 15   # without T1ce: the 7 subsets of the other three, in the model's channel order
+        assert f'2 cases × {n} subsets' in out, (name, out)
         _in_process(predict_cli, checkpoint=ck, data=folder, case='all', out=tmp_path / f'pred_{name}')
         _check_predictions(tmp_path / f'pred_{name}', folder, labels, name)
 
