@@ -47,12 +47,9 @@ def case_modalities(case:dict)->tuple:
 # %% ../nbs/09c_evaluate.ipynb #ad5af7e3
 def fit_to_model(model, case:dict)->dict:
     "The case with its channels in the model's modality order (those it lacks zero and missing); a ValueError naming the case when it has a modality the model does not know, or (without names) another count."
-    mods, want = case_modalities(case), getattr(model, 'modalities', None)
-    if want is None or tuple(want) == mods:
-        if len(mods) == model.n_modalities: return case
-        want = ()
-    want = tuple(want)
-    if not set(mods) <= set(want):
+    mods, want = case_modalities(case), tuple(getattr(model, 'modalities', None) or ())
+    if mods == want or (not want and len(mods) == model.n_modalities): return case
+    if not want or not set(mods) <= set(want):
         raise ValueError(f"{case.get('name', 'case')}: has {len(mods)} modalities {mods}; the model was trained on "
                          f"{model.n_modalities}" + (f" {want}" if want else ''))
     image = np.asarray(case['image'])
