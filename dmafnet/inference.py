@@ -72,7 +72,7 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
                     patch_size:tuple|None=None,   # window size; None: the whole case (padded to a multiple of 16)
                     overlap:float=0.5,            # window overlap (fraction)
                     mode:str='constant',          # window blending: 'constant' (plain average) or 'gaussian'
-                    sw_batch_size:int|None=None,  # windows per call; None: 1 in 3D, 16 slices in 2D
+                    sw_batch_size:int|None=None,  # windows per call; None: 1 in 3D, 8 slices in 2D
                     subset_batch:int|None=None,   # subsets fused/decoded per call; None: by `AUTO_DECODE_VOXELS`
                     encode_once:bool=True,        # False: a full forward per subset (the naive reference)
                     device=None,                  # where the windows run; None: the model's device
@@ -101,7 +101,7 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
         raise ValueError(f"predict_subsets: patch_size {tuple(patch_size)} needs {sd} entries for a {sd}D model")
     try: roi = window_size(x.shape[2:], patch_size)
     except ValueError as e: raise ValueError(f"predict_subsets: {e}") from None
-    sw = sw_batch_size or (16 if slices else 1)
+    sw = sw_batch_size or (8 if slices else 1)
     was_training = model.training; model.eval()
     mdev = masks.to(dev); need_dev = needed[None].to(dev)
     without_maps = []
