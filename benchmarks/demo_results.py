@@ -8,6 +8,8 @@ Each recorded run is also appended to benchmarks/demo_runs.json (one entry per m
 lists every machine the demo was timed on, not only the last.
 """
 import argparse, json, sys
+
+import yaml
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +27,7 @@ def main():
     a = ap.parse_args()
     run = Path(a.run)
     t = json.loads((run / 'targets.json').read_text())
+    cfg = yaml.safe_load((run / 'config.yaml').read_text())
     summary = json.loads((run / 'evaluation' / 'summary.json').read_text())
     table = (run / 'evaluation' / 'table.md').read_text().split('**HD95')[0].split('**Dice')[1]
     commit = git_commit()
@@ -39,8 +42,10 @@ def main():
     lines = [
         '# The main job (`make demo`)', '',
         f"Last recorded run: {entry['machine']}, no GPU; torch {torch.__version__}, 2 threads; commit {commit}; {entry['date']}.", '',
-        'The phantom preset: 24 phantom cases at 2 mm generated, mr2468 masks on the training cases, 2D DMAF-Net '
-        '(base width 8) trained 6 epochs on axial slices, the best checkpoint evaluated on the test cases under all 15 subsets.', '',
+        f"The phantom preset: {cfg['phantom_cases']} phantom cases at {cfg['phantom_spacing']:g} mm generated, {cfg['setting']} masks on "
+        f"the training cases, {cfg['spatial_dims']}D DMAF-Net (base width {cfg['base_width']}) trained {cfg['epochs']} epochs on "
+        f"{'×'.join(map(str, cfg['patch_size']))} crops of axial slices at lr {cfg['lr']:g}, the best checkpoint evaluated on the "
+        'test cases under all 15 subsets.', '',
         '| target | measured | met |', '|---|---|---|',
         f"| whole `make demo` ≤ 10 min on a 2-core Intel Xeon, about 6 min on a 2-core AMD EPYC (install excluded) | {wall} min "
         f"(notebook {t['minutes']} min) on {'a Xeon' if 'Xeon' in entry['machine'] else 'an EPYC' if 'EPYC' in entry['machine'] else 'another CPU'} | "
