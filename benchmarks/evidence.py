@@ -32,7 +32,6 @@ import numpy as np, pandas as pd, torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from bench_ablation_steps import CONFIGS
 from provenance import machine
 from dmafnet.config import preset
 from dmafnet.train import train
@@ -42,7 +41,7 @@ from dmafnet.metrics import dice, region_mask
 from dmafnet.network import pad_to_multiple
 from dmafnet.dmaf import resize_maps
 
-from evidence_report import REGIONS, MODALITIES, BASELINE, FULL, write_report
+from evidence_report import CONFIGS, REGIONS, MODALITIES, BASELINE, FULL, write_report
 SETTINGS = {'mr2468': dict(missing='idt', setting='mr2468'), 'pdt': dict(missing='pdt'),
             'mr8825': dict(missing='idt', setting='mr8825')}
 SWEEP = (BASELINE, FULL)                                       # configurations of the missing-rate sweep
@@ -216,7 +215,7 @@ def commit(path:Path, message:str):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--configs', nargs='*', default=list(CONFIGS), help='configurations (default: all six)')
+    ap.add_argument('--configs', nargs='*', default=list(CONFIGS), help='configurations (default: all eight)')
     ap.add_argument('--settings', nargs='*', default=list(SETTINGS), help='missing-modality settings (default: all three)')
     ap.add_argument('--seeds', nargs='*', type=int, default=[1037, 1038, 1039, 1040, 1041])
     ap.add_argument('--epochs', type=int, default=None, help="epochs (default: the study preset's)")

@@ -19,7 +19,13 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from provenance import git_commit
-from bench_ablation_steps import CONFIGS
+from bench_ablation_steps import CONFIGS as ABLATION
+
+# the six configurations of the ablation, then two that take DTM apart (full DMAF-Net less one of DTM's actions)
+NO_K, PAPER_PACE = 'DTM without gradient scaling', "DTM at the paper's pace"
+CONFIGS = {**ABLATION,
+           NO_K: dict(ABLATION['full DMAF-Net (+ DTM)'], dtm_kwargs=dict(grad_scaling=False)),       # k = 1; ω, g, β on the losses
+           PAPER_PACE: dict(ABLATION['full DMAF-Net (+ DTM)'], dtm_kwargs=dict(schedule='paper'))}  # one β update per epoch: β stays near 1
 
 from dmafnet.core import BRATS_MODALITIES as MODALITIES
 REGIONS = ('WT', 'TC', 'ET')
@@ -62,7 +68,9 @@ def paired(runs:list[dict])->dict:
 
 # what switching each part on buys: (configuration, the same without that part), all under mr2468
 LADDER = (('DMAF', 'mean fusion'), ('DMAF + relation (CCA, MAA)', 'DMAF'),
-          ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'))
+          ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'),
+          # DTM taken apart: its gradient scaling k, and the size of its β moves
+          (FULL, NO_K), (NO_K, 'DMAF + relation + prototype'), (FULL, PAPER_PACE), (PAPER_PACE, 'DMAF + relation + prototype'))
 
 def ladder(runs:list[dict], setting:str='mr2468')->dict:
     "Per step of `LADDER`: per region the paired (by seed) difference of the configuration to the one without the part."
