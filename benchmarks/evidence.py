@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/evidence.py --commit --threads 1 --shard 1/2 &  # … as two 1-thread workers side by side
     .venv/bin/python benchmarks/evidence.py --commit --threads 1 --shard 2/2
     .venv/bin/python benchmarks/evidence.py --report-only     # tables, figures and evidence.json from the finished runs
-    .venv/bin/python benchmarks/evidence.py --device cuda --configs 'mean fusion' 'full DMAF-Net (+ DTM)' \\
-        --settings mr2468 mr8825 --seeds 1037 1038 1039 1040 1041 1042 1043 1044 1045 1046 \\
-        --results benchmarks/evidence_gpu --runs benchmarks/evidence_gpu_runs --work runs/evidence_gpu   # one GPU (unrun)
+    .venv/bin/python benchmarks/evidence.py --device cuda --threads 8 --configs 'mean fusion' 'full DMAF-Net (+ DTM)' \\
+        --settings mr2468 --seeds 1037 1038 1039 --results /tmp/evidence_gpu/evidence_gpu \\
+        --runs /tmp/evidence_gpu/runs --work /tmp/evidence_gpu/work   # one GPU (unrun): 6 runs, fp32 like the CPU runs
     .venv/bin/python benchmarks/evidence.py --commit --threads 1 --epochs 24 --settings mr2468 \\
         --configs 'mean fusion' 'DMAF + relation + prototype' 'full DMAF-Net (+ DTM)' --seeds 1037 1038 1039 \\
         --runs benchmarks/evidence_long_runs --results benchmarks/evidence_long --work runs/evidence_long   # 3x budget check
@@ -154,6 +154,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     if done.is_file(): return json.loads(done.read_text())
     out = Path(a.work) / name
     cfg = preset('study', data=str(cache), out=str(out), seed=seed, threads=a.threads, progress=False, device=a.device,
+                 precision=a.precision,
                  mask_csv=mask_table(Path(a.work), cache, setting), **SETTINGS[setting], **CONFIGS[config],
                  **({'epochs': a.epochs} if a.epochs else {}), **({'steps_per_epoch': a.steps} if a.steps else {}))
     from dmafnet.data import load_cached
@@ -180,7 +181,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     per = ev.per_subset(); mean = ev.mean()
     t2 = time.perf_counter()
     log = pd.read_csv(out / 'log.csv')
-    result = dict(config=config, setting=setting, seed=seed, machine=machine(), threads=a.threads, device=a.device, budget=dict(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+    result = dict(config=config, setting=setting, seed=seed, machine=machine(), threads=a.threads, device=a.device, precision=a.precision, budget=dict(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
                   batch_size=cfg.batch_size), test_cases=len(names),
                   **{r.lower(): round(100 * float(mean[f'dice_{r}']), 2) for r in REGIONS},
                   per_subset={s: {r: round(100 * float(v), 2) for r, v in zip(REGIONS, row)}
@@ -224,6 +225,7 @@ def main():
     ap.add_argument('--phantom-cases', type=int, default=None, help="phantom cases (default: the study preset's 48; the smoke test uses fewer)")
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--precision', default='fp32', help="training precision ('fp32' as in every CPU run; 'auto' would train a GPU run in bf16)")
     ap.add_argument('--work', default=str(ROOT / 'runs' / 'evidence'), help='run folders (checkpoints; git-ignored)')
     ap.add_argument('--runs', default=str(ROOT / 'benchmarks' / 'evidence_runs'), help='one small result file per finished run')
     ap.add_argument('--results', default=str(ROOT / 'benchmarks' / 'evidence'), help='report: this path + .json/.md, figures beside it')

@@ -105,6 +105,27 @@ def weight_correlation(runs:list[dict])->dict:
             rr, p = stats.pearsonr(w, d); out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue)
     return out
 
+def beta_balance(runs:list[dict], config:str=FULL)->dict:
+    """Does DTM raise the rare or the weak modality? Per setting with missing rates: Spearman ρ, pooled over the runs of
+    `config` (4 points a run), between a modality's final β and (a) its share of training cases that have it (1 − its
+    missing rate) and (b) its single-modality Dice (mean over regions); and the mean final β per modality."""
+    from dmafnet.missing import parse_setting
+    out = {}
+    for setting in SETTING_ORDER:
+        rs = [r for r in runs if r['config'] == config and r['setting'] == setting and r.get('final_beta')]
+        if setting == 'pdt' or not rs: continue
+        present = 1 - np.asarray(parse_setting(setting), float)
+        beta = np.array([[r['final_beta'][m] for m in MODALITIES] for r in rs])
+        single = np.array([[np.mean([r['per_subset'][m][reg] for reg in REGIONS]) for m in MODALITIES] for r in rs])
+        rho = lambda x: stats.spearmanr(beta.ravel(), x.ravel())
+        a, d = rho(np.tile(present, (len(rs), 1))), rho(single)
+        out[setting] = dict(runs=len(rs), mean_beta=dict(zip(MODALITIES, beta.mean(0).round(3).tolist())),
+                            present=dict(zip(MODALITIES, present.round(2).tolist())),
+                            single_dice=dict(zip(MODALITIES, single.mean(0).round(1).tolist())),
+                            rho_present=round(float(a.statistic), 3), p_present=float(f'{a.pvalue:.3g}'),
+                            rho_single_dice=round(float(d.statistic), 3), p_single_dice=float(f'{d.pvalue:.3g}'))
+    return out
+
 def plateau(runs:list[dict])->dict:
     "Per setting/config: mean and largest |change| of validation Dice (points) over the last 25 % of the budget."
     out = {}
@@ -138,7 +159,7 @@ def summary(runs:list[dict])->dict:
     return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
                            minutes=r['minutes']) for r in runs],
                 means=table, paired=paired(runs), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
-                dtm_beta_max_abs_dev=beta_dev, final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
+                dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs))
 
 # --- figures --------------------------------------------------------------------------------------------------------
@@ -293,6 +314,17 @@ def write_report(run_folder:Path, prefix:Path)->str:
     L += ['', *img('weights', 'DMAF weights'), '## DTM acts', '',
           '| setting | largest \\|β − 1\\| at the end (full DMAF-Net, over seeds and modalities) |', '|---|---|']
     L += [f'| {st} | {v:.3f} |' for st, v in s['dtm_beta_max_abs_dev'].items()]
+    bb = s['dtm_beta_balance']
+    if bb:
+        L += ['', '**Whom DTM raises** (full DMAF-Net): the mean final β per modality beside the share of training cases that '
+              'have the modality and its single-modality Dice (mean over regions, points); Spearman ρ between final β and '
+              'each, pooled over runs (4 points a run, not independent).', '',
+              '| setting | runs | ' + ' | '.join(f'{m}: β / share / Dice' for m in MODALITIES) + ' | ρ(β, share) | ρ(β, Dice) |',
+              '|---|---|' + '---|' * len(MODALITIES) + '---|---|']
+        L += [f"| {st} | {d['runs']} | " + ' | '.join(f"{d['mean_beta'][m]:.2f} / {d['present'][m]:.1f} / {d['single_dice'][m]:.1f}"
+                                                    for m in MODALITIES)
+              + f" | {d['rho_present']:+.2f} (p {d['p_present']:.2g}) | {d['rho_single_dice']:+.2f} (p {d['p_single_dice']:.2g}) |"
+              for st, d in bb.items()]
     g = s['grad_scaling']
     if g['ratio_on_off']:
         L += ['', f"Gradient scaling in a real training step (full DMAF-Net, mr2468 and the sweep, {g['runs']} runs, the final β of each "

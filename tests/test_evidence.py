@@ -3,7 +3,7 @@ import json, math, subprocess, sys
 from conftest import ROOT
 
 EVIDENCE = ROOT / 'benchmarks' / 'evidence.py'
-SMOKE = ['--configs', 'mean fusion', 'full DMAF-Net (+ DTM)', '--settings', 'mr2468', '--seeds', '1', '2',
+SMOKE = ['--configs', 'mean fusion', 'full DMAF-Net (+ DTM)', 'DTM without gradient scaling', '--settings', 'mr2468', '--seeds', '1', '2',
          '--epochs', '4', '--steps', '1', '--cases', '1', '--threads', '2', '--phantom-cases', '12']
 
 def evidence(tmp_path, *args):
@@ -15,12 +15,16 @@ def test_evidence_smoke(tmp_path):
     r = evidence(tmp_path, *SMOKE)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((tmp_path / 'out' / 'evidence.json').read_text())
-    assert {(x['config'], x['seed']) for x in s['runs']} == {(c, k) for c in ('mean fusion', 'full DMAF-Net (+ DTM)') for k in (1, 2)}
+    configs = ('mean fusion', 'full DMAF-Net (+ DTM)', 'DTM without gradient scaling')
+    assert {(x['config'], x['seed']) for x in s['runs']} == {(c, k) for c in configs for k in (1, 2)}
     for x in s['runs']: assert {'wt', 'tc', 'et', 'minutes', 'setting'} <= set(x) and 0 <= x['wt'] <= 100
     d = s['paired']['mr2468']['full DMAF-Net (+ DTM)']['WT']
     assert d['n'] == 2 and d['ci_low'] <= d['mean'] <= d['ci_high']                       # a paired t-interval
     assert len(s['paired']['mr2468']['full DMAF-Net (+ DTM)']['per_subset']) == 15
-    assert set(s['dilution']['mr2468']) == {'mean fusion', 'full DMAF-Net (+ DTM)'}
+    assert set(s['dilution']['mr2468']) == set(configs)
+    assert s['component_steps']['full DMAF-Net (+ DTM) − DTM without gradient scaling']['ET']['n'] == 2   # DTM taken apart
+    b = s['dtm_beta_balance']['mr2468']                                               # whom DTM raises: β beside share and Dice
+    assert b['runs'] == 2 and b['present'] == {'flair': 0.4, 't1ce': 0.6, 't1': 0.8, 't2': 0.2} and -1 <= b['rho_present'] <= 1
     assert 'mr2468' in s['dtm_beta_max_abs_dev'] and s['plateau']
     g = s['grad_scaling']                                                             # k multiplies the encoder gradients
     for m, k in g['mean_k'].items(): assert math.isclose(g['ratio_on_off'][m], k, rel_tol=1e-2), (m, g)

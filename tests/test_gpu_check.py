@@ -26,3 +26,18 @@ def test_gpu_check_without_cuda_says_unmeasured(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path/'gpu.json').read_text())['unmeasured']
     assert '**Unmeasured.**' in Path(tmp_path/'gpu.md').read_text()
+
+def test_gpu_check_partial_results_render():
+    "A check stopped part-way (a failed section, a skipped variant, sections not reached) still writes readable results."
+    sys.path.insert(0, str(ROOT/'benchmarks'))
+    import gpu_check
+    assert gpu_check.error_text(AssertionError()) == 'AssertionError: AssertionError()'   # a message-less error is one line too
+    assert gpu_check.error_text(ValueError('bad\nmore')) == 'ValueError: bad'
+    res = dict(device='GPU X', provenance=dict(date='d', commit='c', machine='m', torch='t'),
+               smoke=dict(error='RuntimeError: boom'),
+               speed=[dict(variant='bf16 channels-last-3d', steps_per_s=10.0, peak_gb=3.0, warmup_s=20.0),
+                      dict(variant='bf16 compile channels-last-3d', error='AssertionError: AssertionError()'),
+                      dict(variant='fp16 compile channels-last-3d', skipped='time budget')])
+    md = gpu_check.markdown(res)
+    assert '**Failed:** `RuntimeError: boom`' in md and 'goal met' in md and 'skipped: time budget' in md
+    assert md.count('*Not reached*') == 2 and 'did not finish' in md
