@@ -76,9 +76,10 @@ def smoke_run(size:dict, work:Path, device:str)->dict:
     t0 = time.perf_counter(); reset_peak(); trainer.fit()
     n = max(1, min(50, len(losses) // 3))
     first, last = float(np.mean(losses[:n])), float(np.mean(losses[-n:]))
-    row = pd.read_csv(work / 'smoke' / 'log.csv').iloc[-1]
+    log = pd.read_csv(work / 'smoke' / 'log.csv'); row = log.iloc[-1]
     return dict(steps=len(losses), precision=str(trainer.amp_dtype), loss_first=round(first, 4), loss_last=round(last, 4),
                 loss_falls=bool(last < 0.8 * first), nonfinite=int(trainer.nonfinite_total),
+                scaler_skips=int(log['scaler_skips'].sum()) if 'scaler_skips' in log else 0,   # fp16 only
                 steps_per_s=round(float(row.steps_per_s), 2), minutes=round((time.perf_counter() - t0) / 60, 2),
                 peak_gb=round(float(row.get('cuda_peak_gb', row.cpu_peak_gb)), 2))
 
@@ -157,7 +158,7 @@ def markdown(res:dict)->str:
     s = res.get('smoke')
     lines += ['## 1. Smoke run (brats2020 preset, 80³, 1 mm phantom)', '',
               failed('smoke') or (f"{s['steps']} steps at {s['precision']}: loss {s['loss_first']} (first steps) → {s['loss_last']} (last): "
-              f"{'falls' if s['loss_falls'] else '**does not fall**'}; {s['nonfinite']} non-finite steps; "
+              f"{'falls' if s['loss_falls'] else '**does not fall**'}; {s['nonfinite']} non-finite steps ({s.get('scaler_skips', 0)} skipped by the fp16 scaler); "
               f"{s['steps_per_s']} steps/s; peak {s['peak_gb']} GB; {s['minutes']} min."), '', '## 2. Training step speed', '']
     if isinstance(res.get('speed'), list):
         lines += ['| variant | steps/s | peak GB | warm-up s | note |', '|---|---|---|---|---|']

@@ -326,7 +326,8 @@ def train_step(self:Trainer, batch:dict)->dict|None:
     self.nonfinite_run = 0
     if self.dtm is not None: self.dtm.record(parts.dtm_stats)   # the criterion computed them; a finite step records them
     parts = {'loss': float(total.detach()), **{k: float(v) for k, v in parts.items() if k != 'total'}}
-    if math.isfinite(norm): parts['grad_norm'] = norm   # (an fp16 overflow step: the scaler skipped it)
+    if math.isfinite(norm): parts['grad_norm'] = norm
+    else: _add(self.sums, 'scaler_skips', 1)   # an fp16 overflow step: the scaler skipped it (and lowers its scale); logged, not a failure
     for k, v in parts.items(): _add(self.sums, k, v)
     return parts
 
@@ -389,6 +390,7 @@ def end_epoch(self:Trainer):
     lr = self.optimiser.param_groups[0]['lr']
     self.scheduler.step(); self.epoch += 1; self.step = 0
     row = {'epoch': self.epoch, 'steps': self.steps, 'lr': lr, 'nonfinite': int(sums.pop('nonfinite', [0, 0])[0])}
+    if self.scaler.is_enabled(): row['scaler_skips'] = int(sums.pop('scaler_skips', [0, 0])[0])   # fp16: steps the scaler skipped
     seconds = sums.pop('time', [0.0, 0])[0] / self.world
     row.update({k: v / max(n, 1) for k, (v, n) in sums.items()})
     row.update(time_s=seconds, steps_per_s=self.steps / max(seconds, 1e-9), **_peak_memory(self.device))
