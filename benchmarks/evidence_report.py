@@ -126,6 +126,22 @@ def beta_balance(runs:list[dict], config:str=FULL)->dict:
                             rho_single_dice=round(float(d.statistic), 3), p_single_dice=float(f'{d.pvalue:.3g}'))
     return out
 
+def catch_up(runs:list[dict], setting:str='mr2468', without:str='DMAF + relation + prototype')->dict:
+    """Does the lagging modality catch up under DTM? Per modality and region: the shared decoder's Dice with that
+    modality alone on the validation cases at the end of training (points), full DMAF-Net and `without` DTM, and the
+    paired (by seed) difference with its 95 % t-interval."""
+    final = lambda r: r['unimodal_curve'][-1]
+    rs = {(r['config'], r['seed']): r for r in runs if r['setting'] == setting and r.get('unimodal_curve')}
+    seeds = sorted(k for c, k in rs if c == FULL and (without, k) in rs)
+    if not seeds: return {}
+    out = {}
+    for m in MODALITIES:
+        for reg in REGIONS:
+            a = [100 * final(rs[FULL, k])[f'{m}_{reg}'] for k in seeds]; b = [100 * final(rs[without, k])[f'{m}_{reg}'] for k in seeds]
+            out.setdefault(m, {})[reg] = dict(dtm=round(float(np.mean(a)), 1), no_dtm=round(float(np.mean(b)), 1),
+                                              diff=t_interval(np.subtract(a, b)))
+    return dict(seeds=seeds, without=without, per_modality=out)
+
 def plateau(runs:list[dict])->dict:
     "Per setting/config: mean and largest |change| of validation Dice (points) over the last 25 % of the budget."
     out = {}
@@ -159,7 +175,7 @@ def summary(runs:list[dict])->dict:
     return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
                            minutes=r['minutes']) for r in runs],
                 means=table, paired=paired(runs), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
-                dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
+                dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), unimodal_catch_up=catch_up(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs))
 
 # --- figures --------------------------------------------------------------------------------------------------------
@@ -325,6 +341,14 @@ def write_report(run_folder:Path, prefix:Path)->str:
                                                     for m in MODALITIES)
               + f" | {d['rho_present']:+.2f} (p {d['p_present']:.2g}) | {d['rho_single_dice']:+.2f} (p {d['p_single_dice']:.2g}) |"
               for st, d in bb.items()]
+    cu = s['unimodal_catch_up']
+    if cu:
+        L += ['', f"**Does the lagging modality catch up?** (mr2468, {len(cu['seeds'])} seeds) The shared decoder's Dice with each "
+              f"modality alone on the validation cases at the end of training, full DMAF-Net vs {cu['without']} (no DTM), and "
+              "the paired difference (points, 95 % t-interval).", '', '| modality | ' + ' | '.join(f'{r}: DTM / none / Δ' for r in REGIONS) + ' |',
+              '|---|' + '---|' * len(REGIONS)]
+        L += [f'| {m} | ' + ' | '.join(f"{d[r]['dtm']:.1f} / {d[r]['no_dtm']:.1f} / {ci(d[r]['diff'])}" for r in REGIONS) + ' |'
+              for m, d in cu['per_modality'].items()]
     g = s['grad_scaling']
     if g['ratio_on_off']:
         L += ['', f"Gradient scaling in a real training step (full DMAF-Net, mr2468 and the sweep, {g['runs']} runs, the final β of each "
