@@ -35,14 +35,20 @@ SETTING_ORDER = ('pdt', 'mr2468', 'mr8825')
 REGION_TISSUE = {'WT': 'edema', 'TC': 'necrosis', 'ET': 'enhancing'}
 
 def load_runs(folder:Path)->list[dict]:
-    "Every finished run's result, in a stable order."
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))]
+    "Every finished run's result, in a stable order; refused when the folder mixes budgets, test sets, devices or precisions (they must not be paired)."
+    runs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob('*.json'))]
+    kinds = {json.dumps([r['budget'], r['test_cases'], r.get('device', 'cpu'), r.get('precision') or 'fp32']) for r in runs}
+    if len(kinds) > 1: raise SystemExit(f'evidence: {folder} mixes runs of different budgets, test sets, devices or precisions: {sorted(kinds)}')
+    keys = [(r['setting'], r['config'], r['seed']) for r in runs]
+    if len(set(keys)) < len(keys): raise SystemExit(f'evidence: {folder} holds a (setting, configuration, seed) twice')
+    return runs
 
 def t_interval(d)->dict:
-    "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0) and a two-sided sign test."
+    "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0), a two-sided sign test and Wilcoxon's signed-rank test."
     d = np.asarray(d, float); n = len(d); m = float(d.mean()) if n else float('nan')
     signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
-                 sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0)
+                 sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0,
+                 wilcoxon_p=round(float(stats.wilcoxon(d).pvalue), 4) if (d != 0).sum() >= 2 else 1.0)
     if n < 2: return dict(mean=round(m, 2), ci_low=float('nan'), ci_high=float('nan'), n=n, **signs)
     h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
     return dict(mean=round(m, 2), ci_low=round(m - h, 2), ci_high=round(m + h, 2), n=n, **signs)
@@ -94,36 +100,49 @@ def dilution(run:dict)->float:
 
 def weight_correlation(runs:list[dict])->dict:
     """Per region: Pearson r between a modality's mean DMAF weight inside the region's tissue and its single-modality
-    Dice for the region, pooled over the DMAF runs under mr2468 (4 points a run)."""
+    Dice for the region, pooled over the DMAF runs under mr2468 (4 points a run), and how many runs have r > 0 (sign test)."""
     out = {}
     for reg, tissue in REGION_TISSUE.items():
-        w, d = [], []
+        w, d, per_run = [], [], []
         for r in runs:
             if r.get('dmaf_weights') and r['setting'] == 'mr2468':
-                for m in MODALITIES: w.append(r['dmaf_weights'][tissue][m]); d.append(r['per_subset'][m][reg])
+                wr = [r['dmaf_weights'][tissue][m] for m in MODALITIES]; dr = [r['per_subset'][m][reg] for m in MODALITIES]
+                w += wr; d += dr
+                if np.std(wr) > 0 and np.std(dr) > 0: per_run.append(stats.pearsonr(wr, dr).statistic)
         if len(w) >= 3 and np.std(w) > 0 and np.std(d) > 0:
-            rr, p = stats.pearsonr(w, d); out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue)
+            rr, p = stats.pearsonr(w, d); pos = int((np.asarray(per_run) > 0).sum())
+            out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue,
+                            runs_positive=f"{pos}/{len(per_run)} (p {stats.binomtest(pos, len(per_run)).pvalue:.2g})" if per_run else '–')
     return out
 
 def beta_balance(runs:list[dict], config:str=FULL)->dict:
-    """Does DTM raise the rare or the weak modality? Per setting with missing rates: Spearman ρ, pooled over the runs of
-    `config` (4 points a run), between a modality's final β and (a) its share of training cases that have it (1 − its
-    missing rate) and (b) its single-modality Dice (mean over regions); and the mean final β per modality."""
+    """Whom does DTM raise: the rare modality or the weak one? Per setting, over the runs of `config` (the run is the
+    unit): per run, Spearman ρ over its 4 modalities between final β and (a) the modality's nominal share of training
+    cases (1 − its missing rate; not under PDT, where all are 1) and (b) its weakness, measured independently of DTM as
+    the same seed's mean-fusion single-modality Dice (mean over regions; the run's own where that run is missing).
+    Reported: how many runs have ρ > 0 (share) and ρ < 0 (Dice), with a two-sided sign test, and the mean final β."""
     from dmafnet.missing import parse_setting
+    single = lambda r: np.array([np.mean([r['per_subset'][m][reg] for reg in REGIONS]) for m in MODALITIES])
     out = {}
     for setting in SETTING_ORDER:
         rs = [r for r in runs if r['config'] == config and r['setting'] == setting and r.get('final_beta')]
-        if setting == 'pdt' or not rs: continue
-        present = 1 - np.asarray(parse_setting(setting), float)
+        if not rs: continue
+        base = {r['seed']: r for r in runs if r['config'] == BASELINE and r['setting'] == setting}
         beta = np.array([[r['final_beta'][m] for m in MODALITIES] for r in rs])
-        single = np.array([[np.mean([r['per_subset'][m][reg] for reg in REGIONS]) for m in MODALITIES] for r in rs])
-        rho = lambda x: stats.spearmanr(beta.ravel(), x.ravel())
-        a, d = rho(np.tile(present, (len(rs), 1))), rho(single)
-        out[setting] = dict(runs=len(rs), mean_beta=dict(zip(MODALITIES, beta.mean(0).round(3).tolist())),
-                            present=dict(zip(MODALITIES, present.round(2).tolist())),
-                            single_dice=dict(zip(MODALITIES, single.mean(0).round(1).tolist())),
-                            rho_present=round(float(a.statistic), 3), p_present=float(f'{a.pvalue:.3g}'),
-                            rho_single_dice=round(float(d.statistic), 3), p_single_dice=float(f'{d.pvalue:.3g}'))
+        weak = np.array([single(base.get(r['seed'], r)) for r in rs])
+        rho_d = np.array([stats.spearmanr(b, w).statistic for b, w in zip(beta, weak)])
+        count = lambda hits, n: dict(runs=int(n), count=int(hits), sign_p=float(f'{stats.binomtest(int(hits), int(n)).pvalue:.3g}'))
+        d = dict(runs=len(rs), mean_beta=dict(zip(MODALITIES, beta.mean(0).round(3).tolist())),
+                 weakness_from=f'{BASELINE}, same seed' if all(r['seed'] in base for r in rs) else 'mixed',
+                 single_dice=dict(zip(MODALITIES, weak.mean(0).round(1).tolist())),
+                 beta_falls_with_dice=count((rho_d < 0).sum(), np.isfinite(rho_d).sum()))
+        if setting != 'pdt':
+            share = 1 - np.asarray(parse_setting(setting), float)
+            rho_s = np.array([stats.spearmanr(b, share).statistic for b in beta])
+            d.update(nominal_share=dict(zip(MODALITIES, share.round(2).tolist())),
+                     beta_rises_with_share=count((rho_s > 0).sum(), np.isfinite(rho_s).sum()),
+                     share_vs_dice_rho=round(float(stats.spearmanr(share, weak.mean(0)).statistic), 2))
+        out[setting] = d
     return out
 
 def catch_up(runs:list[dict], setting:str='mr2468', without:str='DMAF + relation + prototype')->dict:
@@ -300,7 +319,8 @@ def write_report(run_folder:Path, prefix:Path)->str:
          "mean over the 15 subsets; ± the s.d. over seeds. Δ: paired difference to mean fusion (same seed) with its "
          f"95 % t-interval. Made by `benchmarks/evidence.py`; the reading is `{name}_reading.md`.", '',
          '## Scores and paired differences', '',
-         '| setting | configuration | seeds | WT | TC | ET | Δ WT | Δ TC | Δ ET | dilution |', '|---|---|---|---|---|---|---|---|---|---|']
+         'Scores use every run of the row; Δ uses the seeds that the row and mean fusion both have (paired n).', '',
+         '| setting | configuration | seeds | WT | TC | ET | paired n | Δ WT | Δ TC | Δ ET | dilution |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for st in SETTING_ORDER:
         for c in CONFIGS:
             key = f'{st} / {c}'
@@ -308,50 +328,57 @@ def write_report(run_folder:Path, prefix:Path)->str:
             m = s['means'][key]; p = s['paired'].get(st, {}).get(c)
             dl = s['dilution'].get(st, {}).get(c)
             dls = f"{dl['mean']:.1f}" if dl else '–'
-            L.append(f"| {st} | {c} | {m['WT']['seeds']} | " + ' | '.join(fmt(m[r]) for r in REGIONS) + ' | '
+            L.append(f"| {st} | {c} | {m['WT']['seeds']} | " + ' | '.join(fmt(m[r]) for r in REGIONS) + f" | {p['WT']['n'] if p else '–'} | "
                      + (' | '.join(ci(p[r]) for r in REGIONS) if p else '– | – | –') + f' | {dls} |')
     L += ['', '**What each part buys** (mr2468; each configuration minus the same without that part, paired by seed, '
           '95 % t-interval):', '', '| step | seeds | Δ WT | Δ TC | Δ ET |', '|---|---|---|---|---|']
     L += [f"| {k} | {v['WT']['n']} | " + ' | '.join(ci(v[r]) for r in REGIONS) + ' |' for k, v in s['component_steps'].items()]
     full = {st: v[FULL] for st, v in s['paired'].items() if FULL in v}
     if full:
-        sg = lambda d: f"{d['wins']}/{d['n']}{' (' + str(d['ties']) + ' tied)' if d['ties'] else ''}, median {d['median']:+.1f}, p {d['sign_p']:.2g}"
+        sg = lambda d: (f"{d['wins']}/{d['n']}{' (' + str(d['ties']) + ' tied)' if d['ties'] else ''}, median {d['median']:+.1f}, "
+                        f"sign p {d['sign_p']:.2g}, Wilcoxon p {d.get('wilcoxon_p', float('nan')):.2g}")
         L += ['', '**Full DMAF-Net − mean fusion, seed by seed** (a check that does not lean on normality: the seeds on which '
-              'full DMAF-Net scores higher, the median paired difference, and a two-sided sign test over the untied seeds):', '',
+              'full DMAF-Net scores higher, the median paired difference, a two-sided sign test over the untied seeds and Wilcoxon\'s signed-rank test):', '',
               '| setting | WT | TC | ET |', '|---|---|---|---|']
         L += [f"| {st} | " + ' | '.join(sg(d[r]) for r in REGIONS) + ' |' for st, d in full.items()]
     L += ['', *img('paired', 'Paired differences'),
           '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
           'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',
-          '## DMAF weights track what each modality shows', '']
+          '## DMAF weights against what each modality shows', '',
+          "Pearson r pooled over runs (4 points a run, not independent: read p with care), and per run the sign of r over its "
+          "four modalities (runs with r > 0, sign test).", '']
     wc = s['dmaf_weight_correlation']
-    L += ['| region | tissue | Pearson r | p | points |', '|---|---|---|---|---|']
-    L += [f"| {reg} | {d['tissue']} | {d['r']:+.3f} | {d['p']:.2g} | {d['points']} |" for reg, d in wc.items()]
+    L += ['| region | tissue | pooled Pearson r | p | points | runs with r > 0 |', '|---|---|---|---|---|---|']
+    L += [f"| {reg} | {d['tissue']} | {d['r']:+.3f} | {d['p']:.2g} | {d['points']} | {d.get('runs_positive', '–')} |" for reg, d in wc.items()]
     L += ['', *img('weights', 'DMAF weights'), '## DTM acts', '',
           '| setting | largest \\|β − 1\\| at the end (full DMAF-Net, over seeds and modalities) |', '|---|---|']
     L += [f'| {st} | {v:.3f} |' for st, v in s['dtm_beta_max_abs_dev'].items()]
     bb = s['dtm_beta_balance']
     if bb:
-        L += ['', '**Whom DTM raises** (full DMAF-Net): the mean final β per modality beside the share of training cases that '
-              'have the modality and its single-modality Dice (mean over regions, points); Spearman ρ between final β and '
-              'each, pooled over runs (4 points a run, not independent).', '',
-              '| setting | runs | ' + ' | '.join(f'{m}: β / share / Dice' for m in MODALITIES) + ' | ρ(β, share) | ρ(β, Dice) |',
-              '|---|---|' + '---|' * len(MODALITIES) + '---|---|']
-        L += [f"| {st} | {d['runs']} | " + ' | '.join(f"{d['mean_beta'][m]:.2f} / {d['present'][m]:.1f} / {d['single_dice'][m]:.1f}"
+        cnt = lambda c: f"{c['count']}/{c['runs']} (p {c['sign_p']:.2g})" if c else '–'
+        L += ['', '**Whom DTM raises** (full DMAF-Net; the run is the unit): mean final β per modality, beside the modality\'s '
+              'nominal share of training cases and its weakness (single-modality Dice of the same seed\'s mean-fusion run, mean '
+              'over regions, points). Per run, Spearman ρ over its four modalities: the runs in which β rises with the share, '
+              'and those in which β falls as the Dice rises, with a two-sided sign test. Under PDT every share is 1, so only '
+              'weakness can explain β there; ρ(share, Dice) says how far the two explanations are confounded in a setting.', '',
+              '| setting | runs | ' + ' | '.join(f'{m}: β / share / Dice' for m in MODALITIES) + ' | β rises with share | β falls with Dice | ρ(share, Dice) |',
+              '|---|---|' + '---|' * len(MODALITIES) + '---|---|---|']
+        L += [f"| {st} | {d['runs']} | " + ' | '.join(f"{d['mean_beta'][m]:.2f} / {d.get('nominal_share', {}).get(m, 1.0):.1f} / {d['single_dice'][m]:.1f}"
                                                     for m in MODALITIES)
-              + f" | {d['rho_present']:+.2f} (p {d['p_present']:.2g}) | {d['rho_single_dice']:+.2f} (p {d['p_single_dice']:.2g}) |"
+              + f" | {cnt(d.get('beta_rises_with_share'))} | {cnt(d['beta_falls_with_dice'])} | "
+              + (f"{d['share_vs_dice_rho']:+.2f} |" if 'share_vs_dice_rho' in d else '– |')
               for st, d in bb.items()]
     cu = s['unimodal_catch_up']
     if cu:
         L += ['', f"**Does the lagging modality catch up?** (mr2468, {len(cu['seeds'])} seeds) The shared decoder's Dice with each "
-              f"modality alone on the validation cases at the end of training, full DMAF-Net vs {cu['without']} (no DTM), and "
-              "the paired difference (points, 95 % t-interval).", '', '| modality | ' + ' | '.join(f'{r}: DTM / none / Δ' for r in REGIONS) + ' |',
+              f"modality alone on the study's 4 validation cases at the end of training, full DMAF-Net vs {cu['without']} (no DTM), "
+              "and the paired difference (points, 95 % t-interval). Descriptive: few seeds and 4 cases.", '', '| modality | ' + ' | '.join(f'{r}: DTM / none / Δ' for r in REGIONS) + ' |',
               '|---|' + '---|' * len(REGIONS)]
         L += [f'| {m} | ' + ' | '.join(f"{d[r]['dtm']:.1f} / {d[r]['no_dtm']:.1f} / {ci(d[r]['diff'])}" for r in REGIONS) + ' |'
               for m, d in cu['per_modality'].items()]
     g = s['grad_scaling']
     if g['ratio_on_off']:
-        L += ['', f"Gradient scaling in a real training step (full DMAF-Net, mr2468 and the sweep, {g['runs']} runs, the final β of each "
+        L += ['', f"Gradient scaling in a real training step (full DMAF-Net, every setting in this folder, {g['runs']} runs, the final β of each "
               "run, 4 training batches): encoder gradient norm with k on ÷ with k off, against the mean k.", '',
               '| | ' + ' | '.join(MODALITIES) + ' |', '|---|' + '---|' * len(MODALITIES),
               '| norm ratio (on/off) | ' + ' | '.join(f"{g['ratio_on_off'][m]:.3f}" for m in MODALITIES) + ' |',
