@@ -24,7 +24,9 @@ def test_evidence_smoke(tmp_path):
     assert set(s['dilution']['mr2468']) == set(configs)
     assert s['component_steps']['full DMAF-Net (+ DTM) − DTM without gradient scaling']['ET']['n'] == 2   # DTM taken apart
     b = s['dtm_beta_balance']['mr2468']                                               # whom DTM raises: β beside share and Dice
-    assert b['runs'] == 2 and b['present'] == {'flair': 0.4, 't1ce': 0.6, 't1': 0.8, 't2': 0.2} and -1 <= b['rho_present'] <= 1
+    assert b['runs'] == 2 and b['nominal_share'] == {'flair': 0.4, 't1ce': 0.6, 't1': 0.8, 't2': 0.2}
+    assert b['weakness_from'] == 'mean fusion, same seed' and b['beta_falls_with_dice']['count'] <= b['beta_falls_with_dice']['runs'] <= 2
+    assert 0 <= s['paired']['mr2468']['full DMAF-Net (+ DTM)']['ET']['wilcoxon_p'] <= 1
     assert 'mr2468' in s['dtm_beta_max_abs_dev'] and s['plateau']
     g = s['grad_scaling']                                                             # k multiplies the encoder gradients
     for m, k in g['mean_k'].items(): assert math.isclose(g['ratio_on_off'][m], k, rel_tol=1e-2), (m, g)
