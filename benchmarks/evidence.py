@@ -216,7 +216,7 @@ def commit(path:Path, message:str):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--configs', nargs='*', default=list(CONFIGS), help='configurations (default: all eight)')
+    ap.add_argument('--configs', nargs='*', default=list(CONFIGS), help='configurations (default: all ten)')
     ap.add_argument('--settings', nargs='*', default=list(SETTINGS), help='missing-modality settings (default: all three)')
     ap.add_argument('--seeds', nargs='*', type=int, default=[1037, 1038, 1039, 1040, 1041])
     ap.add_argument('--epochs', type=int, default=None, help="epochs (default: the study preset's)")

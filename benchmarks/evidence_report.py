@@ -23,9 +23,13 @@ from bench_ablation_steps import CONFIGS as ABLATION
 
 # the six configurations of the ablation, then two that take DTM apart (full DMAF-Net less one of DTM's actions)
 NO_K, PAPER_PACE = 'DTM without gradient scaling', "DTM at the paper's pace"
+NO_OMEGA, NO_GATE = 'DTM without ω', 'DTM without the gate'
+_FULL = ABLATION['full DMAF-Net (+ DTM)']
 CONFIGS = {**ABLATION,
-           NO_K: dict(ABLATION['full DMAF-Net (+ DTM)'], dtm_kwargs=dict(grad_scaling=False)),       # k = 1; ω, g, β on the losses
-           PAPER_PACE: dict(ABLATION['full DMAF-Net (+ DTM)'], dtm_kwargs=dict(schedule='paper'))}  # one β update per epoch: β stays near 1
+           NO_K: dict(_FULL, dtm_kwargs=dict(grad_scaling=False)),       # k = 1; ω, g, β on the losses
+           PAPER_PACE: dict(_FULL, dtm_kwargs=dict(schedule='paper')),   # one β update per epoch: β stays near 1
+           NO_OMEGA: dict(_FULL, dtm_kwargs=dict(use_omega=False)),      # no inverse-frequency loss weights
+           NO_GATE: dict(_FULL, dtm_kwargs=dict(use_gate=False))}        # every available modality's losses count, lagging or not
 
 from dmafnet.core import BRATS_MODALITIES as MODALITIES
 REGIONS = ('WT', 'TC', 'ET')
@@ -76,7 +80,8 @@ def paired(runs:list[dict])->dict:
 LADDER = (('DMAF', 'mean fusion'), ('DMAF + relation (CCA, MAA)', 'DMAF'),
           ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'),
           # DTM taken apart: its gradient scaling k, and the size of its β moves
-          (FULL, NO_K), (NO_K, 'DMAF + relation + prototype'), (FULL, PAPER_PACE), (PAPER_PACE, 'DMAF + relation + prototype'))
+          (FULL, NO_K), (NO_K, 'DMAF + relation + prototype'), (FULL, PAPER_PACE), (PAPER_PACE, 'DMAF + relation + prototype'),
+          (FULL, NO_OMEGA), (FULL, NO_GATE))
 
 def ladder(runs:list[dict], setting:str='mr2468')->dict:
     "Per step of `LADDER`: per region the paired (by seed) difference of the configuration to the one without the part."
