@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from provenance import git_commit
 from bench_ablation_steps import CONFIGS as ABLATION
 
-# the six configurations of the ablation, then two that take DTM apart (full DMAF-Net less one of DTM's actions)
+# the six configurations of the ablation, then four that take DTM apart (full DMAF-Net less one of DTM's actions)
 NO_K, PAPER_PACE = 'DTM without gradient scaling', "DTM at the paper's pace"
 NO_OMEGA, NO_GATE = 'DTM without ω', 'DTM without the gate'
 _FULL = ABLATION['full DMAF-Net (+ DTM)']
@@ -46,6 +46,10 @@ def load_runs(folder:Path)->list[dict]:
     keys = [(r['setting'], r['config'], r['seed']) for r in runs]
     if len(set(keys)) < len(keys): raise SystemExit(f'evidence: {folder} holds a (setting, configuration, seed) twice')
     return runs
+
+def sign_count(hits:int, n:int)->dict:
+    "`hits` of `n` runs going one way, with the two-sided sign test's p (3 significant digits)."
+    return dict(runs=int(n), count=int(hits), sign_p=float(f'{stats.binomtest(int(hits), int(n)).pvalue:.3g}'))
 
 def t_interval(d)->dict:
     "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0), a two-sided sign test and Wilcoxon's signed-rank test."
@@ -79,7 +83,7 @@ def paired(runs:list[dict])->dict:
 # what switching each part on buys: (configuration, the same without that part), all under mr2468
 LADDER = (('DMAF', 'mean fusion'), ('DMAF + relation (CCA, MAA)', 'DMAF'),
           ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'),
-          # DTM taken apart: its gradient scaling k, and the size of its β moves
+          # DTM taken apart: its gradient scaling k, the size of its β moves, ω and the gate
           (FULL, NO_K), (NO_K, 'DMAF + relation + prototype'), (FULL, PAPER_PACE), (PAPER_PACE, 'DMAF + relation + prototype'),
           (FULL, NO_OMEGA), (FULL, NO_GATE))
 
@@ -115,9 +119,9 @@ def weight_correlation(runs:list[dict])->dict:
                 w += wr; d += dr
                 if np.std(wr) > 0 and np.std(dr) > 0: per_run.append(stats.pearsonr(wr, dr).statistic)
         if len(w) >= 3 and np.std(w) > 0 and np.std(d) > 0:
-            rr, p = stats.pearsonr(w, d); pos = int((np.asarray(per_run) > 0).sum())
+            rr, p = stats.pearsonr(w, d); pos = sign_count((np.asarray(per_run) > 0).sum(), len(per_run))
             out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue,
-                            runs_positive=f"{pos}/{len(per_run)} (p {stats.binomtest(pos, len(per_run)).pvalue:.2g})" if per_run else '–')
+                            runs_positive=f"{pos['count']}/{pos['runs']} (p {pos['sign_p']:.2g})" if per_run else '–')
     return out
 
 def beta_balance(runs:list[dict], config:str=FULL)->dict:
@@ -136,16 +140,15 @@ def beta_balance(runs:list[dict], config:str=FULL)->dict:
         beta = np.array([[r['final_beta'][m] for m in MODALITIES] for r in rs])
         weak = np.array([single(base.get(r['seed'], r)) for r in rs])
         rho_d = np.array([stats.spearmanr(b, w).statistic for b, w in zip(beta, weak)])
-        count = lambda hits, n: dict(runs=int(n), count=int(hits), sign_p=float(f'{stats.binomtest(int(hits), int(n)).pvalue:.3g}'))
         d = dict(runs=len(rs), mean_beta=dict(zip(MODALITIES, beta.mean(0).round(3).tolist())),
                  weakness_from=f'{BASELINE}, same seed' if all(r['seed'] in base for r in rs) else 'mixed',
                  single_dice=dict(zip(MODALITIES, weak.mean(0).round(1).tolist())),
-                 beta_falls_with_dice=count((rho_d < 0).sum(), np.isfinite(rho_d).sum()))
+                 beta_falls_with_dice=sign_count((rho_d < 0).sum(), np.isfinite(rho_d).sum()))
         if setting != 'pdt':
             share = 1 - np.asarray(parse_setting(setting), float)
             rho_s = np.array([stats.spearmanr(b, share).statistic for b in beta])
             d.update(nominal_share=dict(zip(MODALITIES, share.round(2).tolist())),
-                     beta_rises_with_share=count((rho_s > 0).sum(), np.isfinite(rho_s).sum()),
+                     beta_rises_with_share=sign_count((rho_s > 0).sum(), np.isfinite(rho_s).sum()),
                      share_vs_dice_rho=round(float(stats.spearmanr(share, weak.mean(0)).statistic), 2))
         out[setting] = d
     return out

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from provenance import provenance
 from dmafnet.config import preset
+from dmafnet.core import atomic_write
 from dmafnet.train import Trainer
 from dmafnet.traindata import prepare_data
 from dmafnet.trainparts import load_model, resolve_precision
@@ -178,9 +179,8 @@ def markdown(res:dict)->str:
 
 def write(res:dict, out:Path):
     "Write `out`.json and `out`.md atomically (called after every section: a stopped check keeps what it measured)."
-    out.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in (('.json', json.dumps(res, indent=1, default=str)), ('.md', markdown(res))):
-        tmp = out.with_name(out.name + suffix + '.tmp'); tmp.write_text(text); tmp.replace(out.with_name(out.name + suffix))
+        with atomic_write(out.with_name(out.name + suffix)) as f: f.write(text)
 
 def section(res:dict, key:str, fn, save, left=lambda: float('inf')):
     "Run one section into `res[key]`: its result, or its error (the check goes on), or 'skipped' past the time budget; then save."
