@@ -103,16 +103,18 @@ def from_counts(cls:DTM, counts, # N_m per modality
 
 # %% ../nbs/07_dtm.ipynb #b2fcb0f5
 @patch
-def _to(self:DTM, device):
-    "Move ω, β and the statistics to `device` (where the batch's tensors are) the first time they arrive there."
+def to(self:DTM, device)->DTM:
+    "Move ω, β and the statistics to `device` (a no-op where they are there already); returns the monitor."
+    device = torch.device(device)
     if self._stats.device != device:
         self.omega, self.beta, self._stats = self.omega.to(device), self.beta.to(device), self._stats.to(device)
+    return self
 
 @patch
 def record(self:DTM, stats:torch.Tensor # 5×M batch statistics (`step(...)['stats']`, rows `STAT_ROWS`)
           ):
     "Add one batch to this epoch's statistics (the trainer does so after a step whose loss and gradients were finite)."
-    self._to(stats.device); self._stats += stats
+    self.to(stats.device); self._stats += stats
 
 @patch
 def epoch_stats_tensor(self:DTM)->torch.Tensor:
@@ -128,7 +130,7 @@ def step(self:DTM, gap:torch.Tensor,  # B×M gaps D (detached; ignored where mis
     "Per-iteration RP and gates: the B×M factors `omega`, `gate`, `beta` (1 where switched off), `rp`, `gate_raw`, and the batch's 5×M `stats`."
     gap = gap.detach().float()
     a = torch.as_tensor(availability, device=gap.device).bool() & gap.isfinite()  # a NaN gap must not reach β
-    self._to(gap.device)
+    self.to(gap.device)
     gap = torch.where(a, gap, 0.)
     n_av = a.sum(1, keepdim=True)
     mean = gap.sum(1, keepdim=True) / n_av.clamp_min(1)

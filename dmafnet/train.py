@@ -157,7 +157,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         self.criterion = build_criterion(cfg, self.model).to(self.device)
         self.dtm = build_dtm(cfg, self.data.availability if cfg.missing == 'idt' else None)
-        if self.dtm is not None: self.dtm._to(self.device)   # its statistics live where DDP all-reduces them, from the start
+        if self.dtm is not None: self.dtm.to(self.device)   # its statistics live where DDP all-reduces them, from the start
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last if cfg.spatial_dims == 2 else torch.channels_last_3d)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
