@@ -17,7 +17,7 @@ from .metrics import score_case, get_protocol, postprocess_et, et_min_voxels, re
 from .report import write_report, subset_means, overall_means
 from .data import load_cached, preprocess_case, restore_label, write_label_nifti, uncrop
 from .formats import detect_layout, list_cases, case_loader, resolve_names, read_case_folder, read_dataset_json
-from .inference import predict_subsets, inference_settings
+from .inference import predict_subsets, inference_settings, label_map
 from .trainparts import load_model
 
 # %% auto #0
@@ -84,7 +84,7 @@ def evaluate_case(model,                          # the network
     label = np.asarray(label)
     rows = []
     for i, p in zip(ok, probs):
-        pred = p.argmax(0).to(torch.uint8).cpu().numpy()
+        pred = label_map(p)
         rows.append(dict(case=name, subset_id=i, subset=names[i], **_subset_columns(masks[i], modalities),
                          **score_case(pred, label, regions, spacing, protocol, et_min_volume)))
     info = dict(case=name, available='+'.join(m for m, a in zip(modalities, avail) if a),
@@ -196,7 +196,7 @@ def predict_case(model,                          # the network
     case = fit_to_model(model, case if isinstance(case, dict) else load_eval_case(case))
     avail = np.asarray(case['availability'], bool)
     prob = predict_subsets(model, case['image'], [avail], **infer_kw)[0]
-    label = prob.argmax(0).to(torch.uint8).cpu().numpy()
+    label = label_map(prob)
     if et_min_volume is not None and model.n_classes == 4:
         label = postprocess_et(label, et_min_voxels(case.get('spacing', (1., 1., 1.)), et_min_volume))
     full = restore_label(label, case)

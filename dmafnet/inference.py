@@ -13,7 +13,8 @@ from .dmaf import resize_maps
 from .network import SIZE_MULTIPLE
 
 # %% auto #0
-__all__ = ['AUTO_DECODE_VOXELS', 'window_size', 'inference_settings', 'autocast', 'decode_subsets', 'predict_subsets']
+__all__ = ['AUTO_DECODE_VOXELS', 'window_size', 'inference_settings', 'autocast', 'decode_subsets', 'predict_subsets',
+           'label_map']
 
 # %% ../nbs/05b_inference.ipynb #26b79851
 def window_size(size,                   # the image's spatial size
@@ -130,3 +131,16 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
             o[:, outside] = 0.; o[0, outside] = 1.
     if not wanted: return probs
     return probs, [None] * len(masks) if without_maps or not maps else att
+
+# %% ../nbs/05b_inference.ipynb #e46f49a2
+def label_map(probs)->np.ndarray:
+    "The most probable class per voxel of K×S… probabilities (torch or numpy), as a uint8 numpy array; ties go to the first class, as with `argmax`."
+    probs = torch.as_tensor(probs)
+    if probs.ndim < 2 or not 1 <= probs.shape[0] <= 255:
+        raise ValueError(f"label_map: expected K×S… probabilities with 1 to 255 classes, got shape {tuple(probs.shape)}")
+    best = probs[0]
+    label = torch.zeros(probs.shape[1:], dtype=torch.uint8, device=probs.device)
+    for k in range(1, probs.shape[0]):      # a running maximum: several times faster than argmax(0) on the CPU
+        wins = probs[k] > best
+        label.masked_fill_(wins, k); best = torch.where(wins, probs[k], best)
+    return label.cpu().numpy()

@@ -19,7 +19,7 @@ from .losses import DMAFCriterion
 from .dtm import DTM
 from .missing import subsets, subset_name
 from .metrics import dice, region_mask
-from .inference import predict_subsets, inference_settings
+from .inference import predict_subsets, inference_settings, label_map
 
 # %% auto #0
 __all__ = ['build_model', 'build_criterion', 'build_dtm', 'load_model', 'resolve_precision', 'init_distributed', 'val_masks',
@@ -114,7 +114,7 @@ def validate(model:nn.Module, dataset, cfg:TrainConfig, amp_dtype=None, epoch:in
         todo = [(name, a) for name, a in todo if a.any()]           # subsets the case cannot form are skipped
         probs = predict_subsets(model, item['image'], [a for _, a in todo], amp_dtype=amp_dtype, **settings)
         for (name, _), prob in zip(todo, probs):
-            pred = prob.argmax(0).cpu().numpy()
+            pred = label_map(prob)
             rows.append(dict(epoch=epoch, case=item['name'], subset=name,
                              **{r: dice(region_mask(pred, labels), region_mask(label, labels)) for r, labels in cfg.regions.items()}))
     return pd.DataFrame(rows)

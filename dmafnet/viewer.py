@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from fastcore.basics import patch
 from .datasets import _np, _label_names
 from .evaluate import load_eval_case, find_split
-from .inference import predict_subsets, inference_settings
+from .inference import predict_subsets, inference_settings, label_map
 from .missing import subset_id, subset_names
 from .core import modality_names
 from .viz import busiest_slice, show_prediction, show_attention, predict_slice, slice_dice
@@ -166,12 +166,12 @@ def outputs(self:Viewer)->dict:
     if self.spatial_dims == 2:
         def compute():
             probs, maps = predict_slice(self.model, self.image[..., z], a, self.patch_size, self.overlap)
-            return probs.argmax(0).astype(np.uint8), maps
+            return label_map(probs), maps
         pred, maps = self._cached((self.case_name, sid, z), compute)
     else:
         def compute():
             (probs,), (maps,) = predict_subsets(self.model, self.image, [a], patch_size=self.patch_size, overlap=self.overlap, maps=True)
-            return probs.argmax(0).to(torch.uint8).cpu().numpy(), None if maps is None else maps.cpu().numpy()
+            return label_map(probs), None if maps is None else maps.cpu().numpy()
         pred, maps = self._cached((self.case_name, sid), compute)
         pred, maps = pred[..., z], (None if maps is None else maps[..., z])
     return dict(case=self.case_name, z=z, subset_id=sid, subset=self.subset_name, availability=a,
