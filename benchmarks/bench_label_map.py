@@ -34,6 +34,7 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--repeats', type=int, default=7)
     ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'label_map'))
+    ap.add_argument('--note', default='', help='what else ran on the machine, written under the header')
     a = ap.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     rows = []
@@ -45,12 +46,12 @@ def main():
         t_map = seconds(lambda: label_map(p), a.repeats)
         rows.append(dict(case=name, shape='×'.join(map(str, p.shape)), argmax_s=round(t_arg, 4),
                          label_map_s=round(t_map, 4), speedup=round(t_arg / t_map, 2)))
-    meta = provenance(threads=a.threads, repeats=a.repeats)
+    meta = provenance(threads=a.threads, repeats=a.repeats, note=a.note)
     out = Path(a.out)
     with atomic_write(out.with_suffix('.json')) as f: f.write(json.dumps(dict(meta=meta, rows=rows), indent=1))
     md = ["# Probabilities → labels: `label_map` vs `argmax(0)`\n",
           f"{meta['date']} · commit {meta['commit']} · {meta['machine']} · torch {meta['torch']} · {a.threads} thread(s) · "
-          f"median of {a.repeats} calls after a warm-up\n",
+          f"median of {a.repeats} calls after a warm-up\n", *([a.note + '\n'] if a.note else []),
           "| probabilities | shape | `argmax(0)` s | `label_map` s | speed-up |", "|---|---|---|---|---|",
           *[f"| {r['case']} | {r['shape']} | {r['argmax_s']} | {r['label_map_s']} | {r['speedup']}× |" for r in rows],
           "\nThe labels are equal in every case (asserted). Evaluation calls this once per case and subset (15 per BraTS "
