@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import torch
 from fastcore.script import call_parse, Param
 from .core import default_device, modality_names, Progress
 from .missing import subsets, subset_names
