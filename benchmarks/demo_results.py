@@ -19,6 +19,10 @@ sys.path.insert(0, str(ROOT / 'benchmarks'))
 from provenance import git_commit
 from provenance import machine
 
+def cell(text:str)->str:
+    "`text` safe inside a Markdown table cell (no pipe or line break ends it)."
+    return ' '.join(str(text).split()).replace('|', '\\|')
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--run', default=str(ROOT / 'runs' / 'demo'))
@@ -54,11 +58,11 @@ def main():
         f"| WT Dice with all four modalities ≥ 0.85 | {t['wt_all_modalities']:.3f} | {'yes' if t['wt_all_modalities'] >= 0.85 else 'no'} |",
         f"| ET Dice, subsets with T1ce − without ≥ 0.15 | {t['et_with_t1ce']:.3f} − {t['et_without_t1ce']:.3f} = {t['et_gain']:.3f} "
         f"| {'yes' if t['et_gain'] >= 0.15 else 'no'} |", '',
-        'Every recorded run, one per machine and commit. The wall time depends on the CPU and its load; the scores move from run '
-        'to run too (float rounding differs with the thread count and the instruction set, and a short training run '
-        'amplifies it), so one run meeting a quality target does not show that every run will:', '',
+        'Every recorded run, one per machine and commit. The wall time depends on the CPU and its load; the scores move '
+        'between machines, thread counts and commits too (float rounding differs with the thread count and the instruction '
+        'set, and a short training run amplifies it), so one run meeting a quality target does not show that every run will:', '',
         '| date | commit | machine | `make demo` min | WT, all four | ET gain of T1ce | note |', '|---|---|---|---|---|---|---|']
-    lines += [f"| {h['date']} | {h['commit']} | {h['machine']} | {h['wall_minutes']} | {h['wt_all']:.3f} | {h['et_gain']:.3f} | {h.get('note', '')} |"
+    lines += [f"| {h['date']} | {h['commit']} | {h['machine']} | {h['wall_minutes']} | {h['wt_all']:.3f} | {h['et_gain']:.3f} | {cell(h.get('note', ''))} |"
               for h in history]
     lines += ['',
         f"Checkpoint reported: `{Path(summary.get('checkpoint') or '').name}` (best validation Dice).", '',

@@ -135,7 +135,7 @@ def predict_subsets(model,                        # a `DMAFNet` (or anything wit
 # %% ../nbs/05b_inference.ipynb #e46f49a2
 def label_map(probs)->np.ndarray:
     "The most probable class per voxel of K×S… probabilities (torch or numpy), as a uint8 numpy array; ties go to the first class, as with `argmax`."
-    probs = torch.as_tensor(probs)
+    probs = torch.as_tensor(np.ascontiguousarray(probs) if isinstance(probs, np.ndarray) else probs)
     if probs.ndim < 2 or not 1 <= probs.shape[0] <= 255:
         raise ValueError(f"label_map: expected K×S… probabilities with 1 to 255 classes, got shape {tuple(probs.shape)}")
     best = probs[0]
