@@ -180,6 +180,23 @@ def plateau(runs:list[dict])->dict:
         out.setdefault(f"{r['setting']} / {r['config']}", []).append(c[-1]['val_mean'] - start[-1]['val_mean'])
     return {k: dict(mean=round(float(np.mean(v)), 2), max_abs=round(float(np.max(np.abs(v))), 2), runs=len(v)) for k, v in out.items()}
 
+def curve_gap(runs:list[dict], config:str=FULL)->dict:
+    "Per setting: `config` − mean fusion in validation Dice (points) at each validation step, paired by seed (where the gap opens, whether it closes)."
+    out = {}
+    for setting in SETTING_ORDER:
+        base = {r['seed']: r['val_curve'] for r in runs if r['setting'] == setting and r['config'] == BASELINE}
+        other = {r['seed']: r['val_curve'] for r in runs if r['setting'] == setting and r['config'] == config}
+        seeds = sorted(set(base) & set(other))
+        if len(seeds) < 2: continue
+        steps = sorted({v['step'] for sd in seeds for v in base[sd]} & {v['step'] for sd in seeds for v in other[sd]})
+        at = lambda curve, step: next((v['val_mean'] for v in curve if v['step'] == step), None)
+        rows = {}
+        for step in steps:
+            d = [at(other[sd], step) - at(base[sd], step) for sd in seeds if at(other[sd], step) is not None and at(base[sd], step) is not None]
+            if len(d) >= 2: rows[int(step)] = t_interval(d)
+        out[setting] = rows
+    return out
+
 def summary(runs:list[dict])->dict:
     "The numbers of evidence.json."
     df = run_table(runs)
@@ -203,7 +220,8 @@ def summary(runs:list[dict])->dict:
                            minutes=r['minutes']) for r in runs],
                 means=table, paired=paired(runs), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
                 dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), unimodal_catch_up=catch_up(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
-                grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs))
+                grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs),
+                full_minus_mean_along_training=curve_gap(runs))
 
 # --- figures --------------------------------------------------------------------------------------------------------
 def _plt():
@@ -396,6 +414,12 @@ def write_report(run_folder:Path, prefix:Path)->str:
           '| setting and configuration | mean change | largest \\|change\\| | runs |', '|---|---|---|---|']
     L += [f"| {k} | {v['mean']:+.2f} | {v['max_abs']:.2f} | {v['runs']} |" for k, v in s['plateau'].items()]
     L += ['', *img('curves', 'Validation curves')]
+    if s['full_minus_mean_along_training']:
+        L += ['', f'**{FULL} − mean fusion along training** (validation Dice, points, paired by seed; 95 % t-interval; wins: seeds '
+              'where full DMAF-Net is ahead). Where the gap opens, and whether it closes by the end of the budget:', '',
+              '| setting | step | paired n | Δ validation Dice | wins | median |', '|---|---|---|---|---|---|']
+        L += [f"| {setting} | {step} | {v['n']} | {v['mean']:+.1f} [{v['ci_low']:+.1f}, {v['ci_high']:+.1f}] | {v['wins']}/{v['n']} | {v['median']:+.1f} |"
+              for setting, rows in s['full_minus_mean_along_training'].items() for step, v in rows.items()]
     text = '\n'.join(L)
     Path(f'{prefix}.md').write_text(text)
     return text
