@@ -28,6 +28,8 @@ def test_evidence_smoke(tmp_path):
     assert b['weakness_from'] == 'mean fusion, same seed' and b['beta_falls_with_dice']['count'] <= b['beta_falls_with_dice']['runs'] <= 2
     assert 0 <= s['paired']['mr2468']['full DMAF-Net (+ DTM)']['ET']['wilcoxon_p'] <= 1
     assert 'mr2468' in s['dtm_beta_max_abs_dev'] and s['plateau']
+    gap = s['full_minus_mean_along_training']['mr2468']                          # full − mean along training, paired
+    assert gap and all(v['n'] == 2 and v['ci_low'] <= v['mean'] <= v['ci_high'] for v in gap.values())
     g = s['grad_scaling']                                                             # k multiplies the encoder gradients
     for m, k in g['mean_k'].items(): assert math.isclose(g['ratio_on_off'][m], k, rel_tol=1e-2), (m, g)
     one = json.loads(next((tmp_path / 'runs').glob('mr2468__full-*s1.json')).read_text())
