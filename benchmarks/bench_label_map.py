@@ -8,26 +8,20 @@ torch's CPU reduction handles slowly. Each way runs on the same random probabili
 sees (the 2D path returns a permuted view, the 3D path a contiguous map); the labels are asserted equal.
 """
 from __future__ import annotations
-import argparse, json, statistics, sys, time
+import argparse, json, sys
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
 from provenance import provenance
+from bench_efficiency import timed   # median wall seconds after a warm-up
 from dmafnet.core import atomic_write
 from dmafnet.inference import label_map
 
 CASES = {'2 mm phantom, 2D path (K×H×W×D view of D×K×H×W)': ('view', (95, 4, 99, 117)),
          '2 mm phantom, 3D path (contiguous K×H×W×D)': ('contiguous', (4, 99, 117, 95)),
          'BraTS-size, 3D path (contiguous K×H×W×D)': ('contiguous', (4, 160, 192, 144))}
-
-def seconds(fn, repeats:int)->float:
-    "Median wall seconds of `fn()` over `repeats` calls after one warm-up."
-    fn(); ts = []
-    for _ in range(repeats):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,8 +36,8 @@ def main():
         p = torch.rand(shape).softmax(1 if layout == 'view' else 0)
         if layout == 'view': p = p.permute(1, 2, 3, 0)
         assert (label_map(p) == p.argmax(0).to(torch.uint8).numpy()).all()
-        t_arg = seconds(lambda: p.argmax(0).to(torch.uint8).numpy(), a.repeats)
-        t_map = seconds(lambda: label_map(p), a.repeats)
+        t_arg = timed(lambda: p.argmax(0).to(torch.uint8).numpy(), a.repeats)
+        t_map = timed(lambda: label_map(p), a.repeats)
         rows.append(dict(case=name, shape='×'.join(map(str, p.shape)), argmax_s=round(t_arg, 4),
                          label_map_s=round(t_map, 4), speedup=round(t_arg / t_map, 2)))
     meta = provenance(threads=a.threads, repeats=a.repeats, note=a.note)

@@ -182,19 +182,17 @@ def plateau(runs:list[dict])->dict:
 
 def curve_gap(runs:list[dict], config:str=FULL)->dict:
     "Per setting: `config` − mean fusion in validation Dice (points) at each validation step, paired by seed (where the gap opens, whether it closes)."
+    curve = lambda r: {v['step']: v['val_mean'] for v in r['val_curve']}
     out = {}
     for setting in SETTING_ORDER:
-        base = {r['seed']: r['val_curve'] for r in runs if r['setting'] == setting and r['config'] == BASELINE}
-        other = {r['seed']: r['val_curve'] for r in runs if r['setting'] == setting and r['config'] == config}
+        base = {r['seed']: curve(r) for r in runs if r['setting'] == setting and r['config'] == BASELINE}
+        other = {r['seed']: curve(r) for r in runs if r['setting'] == setting and r['config'] == config}
         seeds = sorted(set(base) & set(other))
         if len(seeds) < 2: continue
-        steps = sorted({v['step'] for sd in seeds for v in base[sd]} & {v['step'] for sd in seeds for v in other[sd]})
-        at = lambda curve, step: next((v['val_mean'] for v in curve if v['step'] == step), None)
-        rows = {}
-        for step in steps:
-            d = [at(other[sd], step) - at(base[sd], step) for sd in seeds if at(other[sd], step) is not None and at(base[sd], step) is not None]
-            if len(d) >= 2: rows[int(step)] = t_interval(d)
-        out[setting] = rows
+        diffs = {}                                   # step → paired differences of the seeds validated at that step
+        for sd in seeds:
+            for step in sorted(set(base[sd]) & set(other[sd])): diffs.setdefault(step, []).append(other[sd][step] - base[sd][step])
+        out[setting] = {int(step): t_interval(d) for step, d in sorted(diffs.items()) if len(d) >= 2}
     return out
 
 def summary(runs:list[dict])->dict:
