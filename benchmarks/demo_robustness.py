@@ -1,0 +1,87 @@
+"""Does the demo meet its quality targets whatever the seed? Candidate budgets × seeds, as benchmarks/demo_robustness.md.
+
+    .venv/bin/python benchmarks/demo_robustness.py --threads 1     # run what is missing, then report (resumable)
+    .venv/bin/python benchmarks/demo_robustness.py --report-only   # report the trials that finished
+
+`make demo` runs one seed, and its scores move between machines and thread counts (float rounding, amplified by a short
+training run), so one run meeting WT ≥ 0.85 does not show that the budget meets it. Here each candidate budget runs the
+demo's notebook (as `demo_budget.py` does) under several run seeds — the seed of weights, sampling order and augmentation;
+phantom, split and masks stay fixed — as a stand-in for those perturbations. The candidates and seeds were fixed before
+any trial ran; trials run seed by seed, every candidate per seed, so an interrupted study leaves the candidates with
+equal counts.
+"""
+import argparse, json, sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from provenance import provenance
+from demo_budget import budget, run_trial, trial_row
+
+CANDIDATES = {   # label → overrides of the phantom preset
+    '5 epochs (the preset)': budget((80, 96), 5, 2e-3, 3),
+    '6 epochs': budget((80, 96), 6, 2e-3, 3),
+}
+SEEDS = (1037, 1038, 1039, 1040)
+WT_TARGET, ET_TARGET = 0.85, 0.15
+
+def trials(work:Path):
+    "(candidate, seed, run folder, overrides), in the order they run: seed by seed, every candidate per seed."
+    for seed in SEEDS:
+        for i, (label, overrides) in enumerate(CANDIDATES.items()):
+            yield label, seed, work / f'c{i}_s{seed}', overrides | dict(seed=seed)
+
+def summary(df:pd.DataFrame)->pd.DataFrame:
+    "Per candidate: seeds run, how many met each target, WT's range and median, the median time."
+    g = df.groupby('candidate', sort=False)
+    return pd.DataFrame({'seeds': g.size(),
+                         'WT ≥ 0.85': g['wt_all'].apply(lambda s: int((s >= WT_TARGET).sum())),
+                         'ET gain ≥ 0.15': g['et_gain'].apply(lambda s: int((s >= ET_TARGET).sum())),
+                         'WT min': g['wt_all'].min().round(3), 'WT median': g['wt_all'].median().round(3),
+                         'WT max': g['wt_all'].max().round(3), 'ET gain min': g['et_gain'].min().round(3),
+                         'notebook min (median)': g['notebook_min'].median().round(2)}).reset_index()
+
+def table(df:pd.DataFrame)->list[str]:
+    return ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns),
+            *('| ' + ' | '.join('' if v is None else str(v) for v in r) + ' |' for r in df.itertuples(index=False))]
+
+def write(rows:list[dict], out:Path, threads:int, note:str=''):
+    meta = provenance(threads=threads)
+    df = pd.DataFrame(rows); summ = summary(df)
+    out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, seeds=list(SEEDS), candidates=CANDIDATES, trials=rows,
+                                                        summary=summ.to_dict('records')), indent=1))
+    keep = ['candidate', 'seed', 'steps', 'steps_per_s', 'train_min', 'notebook_min', 'val_mean_last', 'wt_all', 'et_gain']
+    lines = ['# The demo\'s targets across seeds', '',
+             f"{meta['machine']}; torch {meta['torch']}, {threads} thread(s) per trial; commit {meta['commit']}; {meta['date']}. "
+             f"Made by `benchmarks/demo_robustness.py`. Each trial is the run notebook as `make demo` executes it (80×96 crops, "
+             f"lr 2e-3, validation every 3 epochs and after the last, on 2 cases; the best checkpoint evaluated on the 6 test "
+             f"cases under 15 subsets), with the run seed set to one of {', '.join(map(str, SEEDS))}; the phantom, split and "
+             f"masks are the same for every trial. Targets: WT Dice with all four modalities ≥ {WT_TARGET}, ET gain of T1ce "
+             f"≥ {ET_TARGET}." + (f' {note}' if note else ''), '',
+             '**Per candidate**', '', *table(summ), '', '**Every trial**', '', *table(df[keep]), '',
+             'Seeds stand in for what moves a run between machines and thread counts; they are not the same perturbation. '
+             'A few seeds bound how often a target fails only roughly (0 failures in 4 is compatible with a failure rate '
+             'of up to 60 %, 95 % Clopper–Pearson). Times are comparable within this report only.']
+    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    print(out.with_suffix('.md').read_text())
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--work', default=str(ROOT / 'runs' / 'demo_robustness'))
+    ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'demo_robustness'))
+    ap.add_argument('--report-only', action='store_true', help="report the finished trials; run nothing")
+    ap.add_argument('--note', default='', help='a sentence on how the trials ran (load, machine state)')
+    a = ap.parse_args()
+    rows = []
+    for label, seed, run, overrides in trials(Path(a.work)):
+        if not (run / 'targets.json').is_file():
+            if a.report_only: continue
+            run_trial(run, overrides, a.threads)
+        rows.append(dict(candidate=label, seed=seed) | {k: v for k, v in trial_row(label, run).items() if k != 'trial'})
+        write(rows, Path(a.out), a.threads, a.note)
+    if not rows: print(f"no finished trial under {a.work}")
+
+if __name__ == '__main__': main()
