@@ -33,6 +33,7 @@ TRIALS = {   # label → overrides of the phantom preset
 
 def run_trial(out:Path, overrides:dict, threads:int):
     "Execute the run notebook into `out`, as `make demo` does."
+    out.mkdir(parents=True, exist_ok=True)   # papermill writes its output notebook there before the first cell
     subprocess.run([sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / 'runs' / 'train.ipynb'), str(out / 'report.ipynb'),
                     '-k', 'python3', '--no-progress-bar', '-p', 'preset', 'phantom', '-p', 'out', str(out), '-p', 'dims', '2',
                     '-p', 'threads', str(threads), '-p', 'targets', 'True', '-p', 'progress', 'lines',
