@@ -14,13 +14,14 @@ C, …) so drifting load on a shared machine hits them alike; the median step ti
   and k = β encoder-gradient hooks).
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, subprocess, sys, time
+import argparse, json, os, platform, statistics, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / 'benchmarks'))
+from provenance import git_commit, machine
 from dmafnet.core import NetOutput
 from dmafnet.losses import DMAFCriterion, segmentation_loss, one_hot
 from dmafnet.dtm import DTM
@@ -157,13 +158,7 @@ def main(argv=None):
     overhead_cpu = med['full']['step_cpu'] / med['seg']['step_cpu'] - 1
     extra = min(alone['full']) - min(alone['seg'])
     overhead_alone = extra / mins['seg']['step']
-    try:
-        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--', 'dmafnet'], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip())
-    except OSError: commit, dirty = 'unknown', False
-    info = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit + ('+dirty' if dirty else ''),
-                machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs", processor=platform.processor(),
+    info = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=git_commit(), machine=machine(),
                 python=platform.python_version(), torch=torch.__version__, threads=args.threads, device=str(device),
                 load_average=os.getloadavg() if hasattr(os, 'getloadavg') else None,
                 network=net_name, params_network=sum(p.numel() for p in net.parameters()),

@@ -54,21 +54,6 @@ def worker(size:int, fusion:str, base_width:int, threads:int, spatial_dims:int)-
                                   params=sum(p.numel() for p in net.parameters()))), flush=True)
             return
 
-def _commit()->str:
-    try:
-        c = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'dmafnet', 'benchmarks/bench_network.py'],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return c + ('+dirty' if dirty else '')
-    except OSError: return 'unknown'
-
-def _cpu_model()->str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor()
-
 def run(configs:list, steps:int, warmup:int, base_width:int, threads:int, spatial_dims:int)->list:
     "Start one worker per (size, fusion), step them round-robin, collect the results."
     procs = {}
@@ -148,8 +133,10 @@ def main(argv=None):
     configs = ([(int(c.split(':')[0]), c.split(':')[1]) for c in args.configs] if args.configs
                else [(s, f) for s in args.sizes for f in args.fusions])
     import torch
-    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=_commit(),
-                machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs", processor=_cpu_model(),
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from provenance import git_commit, machine
+    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                commit=git_commit(('dmafnet', 'benchmarks/bench_network.py')), machine=machine(),
                 python=platform.python_version(), torch=torch.__version__, threads=args.threads, device='cpu',
                 load_average_at_start=' '.join(f'{x:.2f}' for x in os.getloadavg()),
                 note=args.note, base_width=args.base_width, spatial_dims=args.spatial_dims, steps=args.steps, warmup=args.warmup,

@@ -15,16 +15,14 @@ import numpy as np, scipy, nibabel as nib
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from provenance import git_commit
+from provenance import git_commit, machine
 from dmafnet.phantom import mni_anatomy, phantom_case, write_case
 
 def _machine():
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')),
-               platform.processor()) if Path('/proc/cpuinfo').exists() else platform.processor()
     commit = git_commit()
     try: import torch; tv = torch.__version__
     except ImportError: tv = None
-    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=tv, numpy=np.__version__,
+    return dict(cpu=machine(), cores=os.cpu_count(), python=platform.python_version(), torch=tv, numpy=np.__version__,
                 scipy=scipy.__version__, nibabel=nib.__version__, commit=commit,
                 date=datetime.datetime.now().isoformat(timespec='seconds'),
                 load_avg=round(os.getloadavg()[0], 1) if hasattr(os, 'getloadavg') else None)

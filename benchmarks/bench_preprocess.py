@@ -9,17 +9,15 @@ timed. Results go to benchmarks/preprocess.md and benchmarks/preprocess.json.
 import argparse, datetime, json, os, platform, tempfile, time
 from pathlib import Path
 import numpy as np, nibabel as nib, torch
-from provenance import git_commit
+from provenance import git_commit, machine
 from dmafnet.testing import make_test_case
 from dmafnet.data import read_brats_case, preprocess_case, save_cached, load_cached, write_label_nifti
 
 HERE = Path(__file__).resolve().parent
 
 def _machine():
-    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor()) \
-        if Path('/proc/cpuinfo').exists() else platform.processor()
     commit = git_commit()
-    return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
+    return dict(cpu=machine(), cores=os.cpu_count(), python=platform.python_version(), torch=torch.__version__,
                 numpy=np.__version__, nibabel=nib.__version__, commit=commit,
                 date=datetime.datetime.now().isoformat(timespec='seconds'),
                 load_avg=os.getloadavg()[0] if hasattr(os, 'getloadavg') else None)

@@ -162,10 +162,12 @@ def git_commit(path:str|Path|None=None # a folder inside the repository; None: t
 
 # %% ../nbs/09b_report.ipynb #6a2d6b79
 def machine()->str:
-    "The CPU model (from /proc/cpuinfo where there is one), architecture and core count, for reports and benchmarks."
+    "The CPU model (from /proc/cpuinfo where there is one), architecture, core count and the vector instructions torch's CPU kernels use, for reports and benchmarks."
     try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): model = platform.processor()
-    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs"
+    try: import torch; isa = torch.backends.cpu.get_cpu_capability()   # e.g. AVX2, AVX512: VMs of one model name differ
+    except (ImportError, AttributeError): isa = ''
+    return f"{model + ', ' if model else ''}{platform.machine()}, {os.cpu_count()} CPUs{', ' + isa if isa else ''}"
 
 # %% ../nbs/09b_report.ipynb #a79ebf67
 def _plain(x):
