@@ -85,7 +85,7 @@ LADDER = (('DMAF', 'mean fusion'), ('DMAF + relation (CCA, MAA)', 'DMAF'),
           ('DMAF + relation + prototype', 'DMAF + relation (CCA, MAA)'), (FULL, 'DMAF + relation + prototype'),
           # DTM taken apart: its gradient scaling k, the size of its β moves, ω and the gate
           (FULL, NO_K), (NO_K, 'DMAF + relation + prototype'), (FULL, PAPER_PACE), (PAPER_PACE, 'DMAF + relation + prototype'),
-          (FULL, NO_OMEGA), (FULL, NO_GATE))
+          (FULL, NO_OMEGA), (NO_OMEGA, 'DMAF + relation + prototype'), (FULL, NO_GATE), (NO_GATE, 'DMAF + relation + prototype'))
 
 def ladder(runs:list[dict], setting:str='mr2468')->dict:
     "Per step of `LADDER`: per region the paired (by seed) difference of the configuration to the one without the part."
