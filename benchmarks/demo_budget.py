@@ -28,7 +28,7 @@ TRIALS = {   # label → overrides of the phantom preset
     '80×96, 5 epochs, lr 3e-3, validation every 3': budget((80, 96), 5, 3e-3, 3),
     '80×96, 5 epochs, lr 5e-3, foreground 1/2, validation every 3': budget((80, 96), 5, 5e-3, 3, 0.5),
     '80×96, 6 epochs, lr 2e-3, validation every 3': budget((80, 96), 6, 2e-3, 3),
-    '80×96, 5 epochs, lr 2e-3, validation every 3 (the preset now)': budget((80, 96), 5, 2e-3, 3),
+    '80×96, 5 epochs, lr 2e-3, validation every 3 (the preset 2026-12-04 to 12-06)': budget((80, 96), 5, 2e-3, 3),
 }
 
 def run_trial(out:Path, overrides:dict, threads:int):
