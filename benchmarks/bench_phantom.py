@@ -50,7 +50,7 @@ def main(cases:int=8, spacings=(2.0, 1.0)):
     res = dict(machine=m, results=rows)
     (HERE / 'phantom.json').write_text(json.dumps(res, indent=1))
     lines = ['# Phantom generation speed', '',
-             f"{m['date']} · commit {m['commit']} · {m['cpu']} ({m['cores']} cores, load {m['load_avg']}) · "
+             f"{m['date']} · commit {m['commit']} · {m['cpu']} (load {m['load_avg']}) · "
              f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, nibabel {m['nibabel']} · 1 thread", '',
              'Seconds per case of `phantom_case` (generation in memory) and of generation + `write_case` (four int16 '
              'modalities + uint8 seg as .nii.gz). The template load and resampling happen once per process and spacing.',

@@ -53,7 +53,7 @@ def main(repeats:int=3, shape=(240, 240, 155)):
     (HERE / 'preprocess.json').write_text(json.dumps(res, indent=1))
     m = res['machine']
     lines = ['# Preprocessing one BraTS-size case', '',
-             f"{m['date']} · commit {m['commit']} · {m['cpu']} ({m['cores']} cores, load {m['load_avg']:.1f}) · "
+             f"{m['date']} · commit {m['commit']} · {m['cpu']} (load {m['load_avg']:.1f}) · "
              f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, nibabel {m['nibabel']} · 1 thread", '',
              f"Synthetic case {'×'.join(map(str, shape))}, 4 modalities + seg as .nii.gz ({res['input_nii_gz_mb']} MB); "
              f"crop {'×'.join(map(str, crop))}; cache {res['cache_npz_mb']} MB compressed (the default), "
