@@ -50,6 +50,11 @@ def trial_row(label:str, run:Path)->dict:
                 notebook_min=t['minutes'], val_mean_last=round(float(val.iloc[-1]), 3) if len(val) else None,
                 wt_all=t['wt_all_modalities'], et_gain=t['et_gain'])
 
+def table(df:pd.DataFrame)->list[str]:
+    "`df` as the lines of a Markdown table (None as an empty cell)."
+    return ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns),
+            *('| ' + ' | '.join('' if v is None else str(v) for v in r) + ' |' for r in df.itertuples(index=False))]
+
 def write(rows:list[dict], out:Path, threads:int, note:str=''):
     base = rows[0]['notebook_min']
     for r in rows: r['time_vs_first'] = round(r['notebook_min'] / base, 3)
@@ -62,8 +67,7 @@ def write(rows:list[dict], out:Path, threads:int, note:str=''):
              'checkpoint on the 6 test cases under 15 subsets, report), one seed, the same phantom, split and masks. '
              'Targets: WT Dice with all four modalities ≥ 0.85, ET gain of T1ce ≥ 0.15. Made by `benchmarks/demo_budget.py`.'
              + (f' {note}' if note else ''), '',
-             '| ' + ' | '.join(df.columns) + ' |', '|' + '---|' * len(df.columns),
-             *('| ' + ' | '.join('' if v is None else str(v) for v in r) + ' |' for r in df.itertuples(index=False)), '',
+             *table(df), '',
              '`notebook_min`: first cell to last; `time_vs_first`: against the first row, measured under the same load. '
              'One seed per trial: a difference of a few Dice points between trials is within what a second seed could move.']
     out.with_suffix('.md').write_text('\n'.join(lines) + '\n')

@@ -20,7 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from provenance import provenance
-from demo_budget import budget, run_trial, trial_row
+from demo_budget import budget, run_trial, table, trial_row
 
 CANDIDATES = {   # label → overrides of the phantom preset
     '5 epochs (the preset until 2026-12-06)': budget((80, 96), 5, 2e-3, 3),
@@ -44,10 +44,6 @@ def summary(df:pd.DataFrame)->pd.DataFrame:
                          'WT min': g['wt_all'].min().round(3), 'WT median': g['wt_all'].median().round(3),
                          'WT max': g['wt_all'].max().round(3), 'ET gain min': g['et_gain'].min().round(3),
                          'notebook min (median)': g['notebook_min'].median().round(2)}).reset_index()
-
-def table(df:pd.DataFrame)->list[str]:
-    return ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns),
-            *('| ' + ' | '.join('' if v is None else str(v) for v in r) + ' |' for r in df.itertuples(index=False))]
 
 def write(rows:list[dict], out:Path, threads:int, note:str=''):
     meta = provenance(threads=threads)
