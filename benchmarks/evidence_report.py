@@ -57,9 +57,9 @@ def t_interval(d)->dict:
     signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
                  sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0,
                  wilcoxon_p=round(float(stats.wilcoxon(d).pvalue), 4) if (d != 0).sum() >= 2 else 1.0)
-    if n < 2: return dict(mean=round(m, 2), ci_low=float('nan'), ci_high=float('nan'), n=n, **signs)
-    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))
-    return dict(mean=round(m, 2), ci_low=round(m - h, 2), ci_high=round(m + h, 2), n=n, **signs)
+    if n < 2: return dict(mean=round(m, 3), ci_low=float('nan'), ci_high=float('nan'), n=n, **signs)
+    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))   # 3 decimals: the tables round to 1, once
+    return dict(mean=round(m, 3), ci_low=round(m - h, 3), ci_high=round(m + h, 3), n=n, **signs)
 
 def run_table(runs:list[dict])->pd.DataFrame:
     return pd.DataFrame([dict(config=r['config'], setting=r['setting'], seed=r['seed'], WT=r['wt'], TC=r['tc'], ET=r['et'],
