@@ -48,10 +48,10 @@ SEEDS = (1037, 1038, 1039, 1040)
 WT_TARGET, ET_TARGET = 0.85, 0.15
 
 def trials(work:Path, seeds=SEEDS):
-    "(candidate, seed, run folder, overrides), in the order they run: seed by seed, every candidate per seed."
+    "(candidate index, label, seed, run folder, overrides), in the order they run: seed by seed, every candidate per seed."
     for seed in seeds:
         for i, (label, overrides) in enumerate(CANDIDATES.items()):
-            yield label, seed, work / f'c{i}_s{seed}', overrides | dict(seed=seed)
+            yield i, label, seed, work / f'c{i}_s{seed}', overrides | dict(seed=seed)
 
 def summary(df:pd.DataFrame)->pd.DataFrame:
     "Per candidate: seeds run, how many met each target, WT's range and median, the median time."
@@ -95,9 +95,9 @@ def main():
     ap.add_argument('--only', type=int, nargs='+', help='run only these candidates (indices into CANDIDATES); report all')
     a = ap.parse_args()
     rows = []
-    for label, seed, run, overrides in trials(Path(a.work), [s for s in SEEDS if s in a.seeds]):
+    for i, label, seed, run, overrides in trials(Path(a.work), [s for s in SEEDS if s in a.seeds]):
         if not (run / 'targets.json').is_file():
-            if a.report_only or (a.only is not None and list(CANDIDATES).index(label) not in a.only): continue
+            if a.report_only or (a.only is not None and i not in a.only): continue
             run_trial(run, overrides, a.threads)
         rows.append(dict(candidate=label, seed=seed) | {k: v for k, v in trial_row(label, run).items() if k != 'trial'})
         write(rows, Path(a.out), a.threads, a.note)
