@@ -48,7 +48,8 @@ SWEEP = (BASELINE, FULL)                                       # configurations 
 TRACKED = ('DMAF + relation + prototype', FULL)                # uni-modal Dice followed over training (mr2468)
 TISSUES = {'enhancing': 3, 'necrosis': 1, 'edema': 2, 'normal': 0}   # training labels; 'normal': brain without tumour
 
-def slug(name:str)->str: return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
+def slug(name:str)->str: return re.sub(r'[^a-z0-9]+', '-', name.lower().replace('ω', 'omega')).strip('-')
+assert len({slug(c) for c in CONFIGS}) == len(CONFIGS), 'two configurations share a run-file name'
 
 def plan(seeds, configs=tuple(CONFIGS), settings=tuple(SETTINGS))->list[tuple[int, str, str]]:
     "(seed, setting, config) in running order: seeds outermost, the mr2468 ablation first, then the sweep."
