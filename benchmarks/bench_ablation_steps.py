@@ -8,16 +8,15 @@ on batches from the run's own loader; the configurations run one after another i
 benchmarks/ablation_steps_{2d,3d}.md and .json. Target (issue 8): the full model ≤ 1.6× the `mean` fusion step.
 """
 from __future__ import annotations
-import argparse, json, os, sys, tempfile
+import argparse, os, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import git_commit
+from provenance import git_commit, machine, write_json, write_text
 from bench_train import phantom_cache, measure
-from provenance import machine
 from dmafnet.config import preset
 
 NO_DISTILL = dict(lambda_cov=0.0, lambda_att=0.0, lambda_pro=0.0)
@@ -53,7 +52,7 @@ def main():
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, torch=torch.__version__,
                 machine=machine(), threads=a.threads, load=os.getloadavg())
     tag = f'{a.dims}d'
-    (ROOT / 'benchmarks' / f'ablation_steps_{tag}.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    write_json(ROOT / 'benchmarks' / f'ablation_steps_{tag}.json', dict(meta=meta, rows=rows))
     full = rows[-1]['relative_to_mean']
     lines = [f'# Step time of the study configurations ({a.dims}D)', '',
              f"{meta['date']} · commit {commit} · {meta['machine']} · torch {torch.__version__} · {a.threads} threads · "
@@ -65,7 +64,7 @@ def main():
     lines += ['', f"Full DMAF-Net over mean fusion: **{full:.2f}×** (target ≤ 1.6×: {'met' if full <= 1.6 else 'not met'}). "
               'Peak RSS is the process maximum so far (configurations run in order in one process).',
               '', 'Made by `benchmarks/bench_ablation_steps.py`.', '']
-    (ROOT / 'benchmarks' / f'ablation_steps_{tag}.md').write_text('\n'.join(lines))
+    write_text(ROOT / 'benchmarks' / f'ablation_steps_{tag}.md', '\n'.join(lines))
     print('\n'.join(lines))
 
 if __name__ == '__main__': main()

@@ -14,14 +14,14 @@ C, …) so drifting load on a shared machine hits them alike; the median step ti
   and k = β encoder-gradient hooks).
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, sys, time
+import argparse, os, platform, statistics, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / 'benchmarks'))
-from provenance import git_commit, machine
+from provenance import git_commit, machine, write_json, write_text
 from dmafnet.core import NetOutput
 from dmafnet.losses import DMAFCriterion, segmentation_loss, one_hot
 from dmafnet.dtm import DTM
@@ -170,7 +170,7 @@ def main(argv=None):
                   overhead_full_vs_seg_fused=overhead_fused, overhead_full_vs_seg_cpu_time=overhead_cpu,
                   overhead_criterion_alone=overhead_alone, target=0.25)
     out = Path(args.out)
-    out.with_suffix('.json').write_text(json.dumps(result, indent=1))
+    write_json(out.with_suffix('.json'), result)
     rows = '\n'.join(f"| `{k}` | {m['step']:.3f} | {mins[k]['step']:.3f} | {m['forward']:.3f} | {m['loss']:.3f} | "
                      f"{m['backward_step']:.3f} | {m['step_cpu']:.3f} |" for k, m in med.items())
     alone_rows = '\n'.join(f"| `{k}` | {statistics.median(v) * 1e3:.1f} | {min(v) * 1e3:.1f} |" for k, v in alone.items())
@@ -206,7 +206,7 @@ of the fastest `seg` step — the load-robust estimate when the machine is share
 | | |
 |---|---|
 """ + '\n'.join(f"| {k} | {v} |" for k, v in info.items()) + '\n'
-    out.with_suffix('.md').write_text(md)
+    write_text(out.with_suffix('.md'), md)
     print(md)
     return result
 

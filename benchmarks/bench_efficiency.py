@@ -11,14 +11,14 @@ convolution of the same dimensionality (forward + backward) measured the same wa
 gap can be read from the profile. Writes benchmarks/efficiency.md and .json.
 """
 from __future__ import annotations
-import argparse, json, statistics, sys, tempfile, time, warnings
+import argparse, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import provenance
+from provenance import provenance, write_json, write_text
 from bench_train import phantom_cache
 from dmafnet.config import preset
 from dmafnet.train import Trainer
@@ -99,7 +99,7 @@ def main():
                                         target=TARGETS[cfg.spatial_dims], met=ratio >= TARGETS[cfg.spatial_dims])
             print(f"{name}: step {step['gflops_per_s']} GFLOP/s, reference {ref['gflops_per_s']} GFLOP/s, ratio {ratio:.0%}", flush=True)
     out = Path(a.out)
-    out.with_suffix('.json').write_text(json.dumps(res, indent=1))
+    write_json(out.with_suffix('.json'), res)
     p = res['provenance']
     lines = ['# CPU efficiency of the training step', '', f"{p['date']} · commit {p['commit']} · {p['machine']} · torch "
              f"{p['torch']} · {a.threads} thread(s) · median of {a.steps} steps", '',
@@ -120,7 +120,7 @@ def main():
               'instance norm, activations, interpolation and the optimiser as time without FLOPs. The reference is the '
               'fastest of three 3×3(×3) convolutions in both memory formats. Made by `benchmarks/bench_efficiency.py`; on a shared machine the numbers vary with '
               'the load, the ratio less (both halves are measured in the same minute).', '']
-    out.with_suffix('.md').write_text('\n'.join(lines))
+    write_text(out.with_suffix('.md'), '\n'.join(lines))
     print('\n'.join(lines))
 
 if __name__ == '__main__':

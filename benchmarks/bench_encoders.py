@@ -11,13 +11,13 @@ features), and for 3D also the forward alone under `no_grad` (evaluation), at 1 
 interleaved (A, B, A, B, …) so that load drifting on a shared machine hits both alike; medians of `--reps`.
 """
 from __future__ import annotations
-import argparse, json, statistics, sys, time
+import argparse, statistics, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import provenance
+from provenance import provenance, write_json, write_text
 from dmafnet.network import DMAFNet, grouped_encode
 
 # (what, spatial dims, input shape B×M×S…, training step or evaluation)
@@ -61,7 +61,7 @@ def main():
             r = dict(case=what, **measure(dims, shape, train, threads, a.reps)); rows.append(r); print(r, flush=True)
     res = dict(provenance=provenance(), reps=a.reps, note=a.note, rows=rows)
     out = Path(a.out)
-    out.with_suffix('.json').write_text(json.dumps(res, indent=1))
+    write_json(out.with_suffix('.json'), res)
     p = res['provenance']
     L = ['# Encoders: one grouped network or one after another', '',
          f"{p['date']} · commit {p['commit']} · {p['machine']} · torch {p['torch']} · median of {a.reps} interleaved repetitions"
@@ -70,7 +70,7 @@ def main():
          'Made by `benchmarks/bench_encoders.py`.', '',
          '| input | threads | grouped (s) | one by one (s) | grouped ÷ one by one |', '|---|---|---|---|---|']
     L += [f"| {r['case']} | {r['threads']} | {r['grouped_s']} | {r['one_by_one_s']} | {r['grouped_over_one_by_one']} |" for r in rows]
-    out.with_suffix('.md').write_text('\n'.join(L) + '\n')
+    write_text(out.with_suffix('.md'), '\n'.join(L) + '\n')
     print('\n'.join(L))
 
 if __name__ == '__main__':

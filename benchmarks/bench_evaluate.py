@@ -15,7 +15,7 @@ width 8; `--brats-windows K` times K of the windows and scales to all of them) a
 (WT, TC, ET, ET_post) on a synthetic tumour of that size. Results go to benchmarks/evaluate.md and evaluate.json.
 """
 import os
-import argparse, datetime, json, platform, resource, statistics, sys, tempfile, time, warnings
+import argparse, datetime, platform, resource, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 
@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import torch
 from monai.inferers import sliding_window_inference
-from provenance import git_commit
+from provenance import git_commit, write_json, write_text
 from dmafnet.network import DMAFNet
 from dmafnet.missing import subsets
 from dmafnet.inference import predict_subsets, AUTO_DECODE_VOXELS
@@ -141,7 +141,7 @@ def main(a):
     res['peak_rss_gb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
     m = res['machine']
     out = HERE / 'evaluate'
-    out.with_suffix('.json').write_text(json.dumps(res, indent=1))
+    write_json(out.with_suffix('.json'), res)
     L = ['# Evaluation speed', '',
          f"{m['date']} · commit {m['commit']} · {m['cpu']} ({m['cores']} cores, load {m['load_avg']}) · {m['threads']} torch "
          f"threads · torch {m['torch']}, MONAI {m['monai']} · peak RSS {res['peak_rss_gb']} GB"
@@ -171,7 +171,7 @@ def main(a):
           f"| {b['inference_s']} | {b['inference_cpu_s']} | {b['scoring_s']} | {b['per_case_s']} |", '',
           'Made by `benchmarks/bench_evaluate.py`' + (' --smoke' if a.smoke else '') +
           '. The CPU is shared: numbers vary with the load (see the load average above).', '']
-    out.with_suffix('.md').write_text('\n'.join(L))
+    write_text(out.with_suffix('.md'), '\n'.join(L))
     print('\n'.join(L))
 
 if __name__ == '__main__':

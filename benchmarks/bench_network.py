@@ -134,7 +134,7 @@ def main(argv=None):
                else [(s, f) for s in args.sizes for f in args.fusions])
     import torch
     sys.path.insert(0, str(ROOT / 'benchmarks'))
-    from provenance import git_commit, machine
+    from provenance import git_commit, machine, write_json, write_text
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                 commit=git_commit(('dmafnet', 'benchmarks/bench_network.py')), machine=machine(),
                 python=platform.python_version(), torch=torch.__version__, threads=args.threads, device='cpu',
@@ -144,8 +144,8 @@ def main(argv=None):
     rows = run(configs, args.steps, args.warmup, args.base_width, args.threads, args.spatial_dims)
     meta['load_average_at_end'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
     out = Path(args.out)
-    out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
-    out.with_suffix('.md').write_text(report(rows, meta))
+    write_json(out.with_suffix('.json'), dict(meta=meta, rows=rows))
+    write_text(out.with_suffix('.md'), report(rows, meta))
     print(out.with_suffix('.md').read_text())
 
 if __name__ == '__main__': main()

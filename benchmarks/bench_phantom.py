@@ -9,13 +9,13 @@ benchmarks/phantom.md and benchmarks/phantom.json.
 """
 import os
 for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(v, '1')
-import argparse, datetime, json, platform, statistics, sys, tempfile, time
+import argparse, datetime, platform, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np, scipy, nibabel as nib
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from provenance import git_commit, machine
+from provenance import git_commit, machine, write_json, write_text
 from dmafnet.phantom import mni_anatomy, phantom_case, write_case
 
 def _machine():
@@ -48,7 +48,7 @@ def main(cases:int=8, spacings=(2.0, 1.0)):
             print(rows[-1], flush=True)
     m = _machine()
     res = dict(machine=m, results=rows)
-    (HERE / 'phantom.json').write_text(json.dumps(res, indent=1))
+    write_json(HERE / 'phantom.json', res)
     lines = ['# Phantom generation speed', '',
              f"{m['date']} · commit {m['commit']} · {m['cpu']} (load {m['load_avg']}) · "
              f"Python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, nibabel {m['nibabel']} · 1 thread", '',
@@ -61,7 +61,7 @@ def main(cases:int=8, spacings=(2.0, 1.0)):
                      f"{r['generate_median_s']} / {r['generate_min_s']} | {r['total_median_s']} / {r['total_min_s']} | "
                      f"{r['case_mb']} |")
     lines += ['', 'Made by `benchmarks/bench_phantom.py`. On a shared machine the numbers vary with the load.', '']
-    (HERE / 'phantom.md').write_text('\n'.join(lines))
+    write_text(HERE / 'phantom.md', '\n'.join(lines))
     print('\n'.join(lines))
 
 if __name__ == '__main__':

@@ -6,10 +6,10 @@ timed. Results go to benchmarks/preprocess.md and benchmarks/preprocess.json.
 
     .venv/bin/python benchmarks/bench_preprocess.py [--repeats 3]
 """
-import argparse, datetime, json, os, platform, tempfile, time
+import argparse, datetime, os, platform, tempfile, time
 from pathlib import Path
 import numpy as np, nibabel as nib, torch
-from provenance import git_commit, machine
+from provenance import git_commit, machine, write_json, write_text
 from dmafnet.testing import make_test_case
 from dmafnet.data import read_brats_case, preprocess_case, save_cached, load_cached, write_label_nifti
 
@@ -50,7 +50,7 @@ def main(repeats:int=3, shape=(240, 240, 155)):
                    cache_npz_uncompressed_mb=round(raw_path.stat().st_size / 2**20, 1),
                    seconds_write_input=round(t_write_input, 2),
                    seconds={k: dict(median=round(float(np.median(v)), 3), min=round(float(np.min(v)), 3)) for k, v in times.items()})
-    (HERE / 'preprocess.json').write_text(json.dumps(res, indent=1))
+    write_json(HERE / 'preprocess.json', res)
     m = res['machine']
     lines = ['# Preprocessing one BraTS-size case', '',
              f"{m['date']} · commit {m['commit']} · {m['cpu']} (load {m['load_avg']:.1f}) · "
@@ -65,7 +65,7 @@ def main(repeats:int=3, shape=(240, 240, 155)):
              'cache_write_uncompressed': 'write npz, `compress=False`', 'cache_read_uncompressed': 'read npz, `compress=False`'}
     lines += [f"| {names[k]} | {v['median']:.2f} | {v['min']:.2f} |" for k, v in res['seconds'].items()]
     lines += ['', 'Made by `benchmarks/bench_preprocess.py`. On a shared machine the numbers vary with the load.']
-    (HERE / 'preprocess.md').write_text('\n'.join(lines) + '\n')
+    write_text(HERE / 'preprocess.md', '\n'.join(lines) + '\n')
     print('\n'.join(lines))
     return res
 

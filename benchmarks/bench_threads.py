@@ -6,12 +6,12 @@ Why: the evidence study runs many small runs; whether one 2-thread run or two 1-
 better is a measurement, not a guess. (Two 2-thread processes at once oversubscribe the cores; that case is
 not measured here.)
 """
-import json, os, subprocess, sys
+import os, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import git_commit
+from provenance import git_commit, machine, write_json, write_text
 
 def one(threads:int, steps:int=20, warmup:int=3)->float:
     "Median seconds per training step (`bench_train.measure`) in a fresh process with `threads` torch threads."
@@ -33,20 +33,19 @@ def _one(threads:int, steps:int, warmup:int):
         print(measure(cfg, steps, warmup)['step_s'])
 
 def main():
-    from provenance import machine
     rows = [dict(threads=t, step_s=round(one(t), 4)) for t in (1, 2)]
     s1, s2 = rows[0]['step_s'], rows[1]['step_s']
     commit = git_commit()
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machine=machine(),
                 load=os.getloadavg())
-    (ROOT / 'benchmarks' / 'threads.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    write_json(ROOT / 'benchmarks' / 'threads.json', dict(meta=meta, rows=rows))
     md = ["# Study step time: 1 vs 2 torch threads\n", f"{meta['date']} · commit {commit} · {meta['machine']}\n",
           "`study` preset, mean fusion, mr2468, batch 8, 64×64, base width 4; median of 20 steps after 3, each "
           "thread count alone in a fresh process.\n", "| threads | step s | steps/s per core |", "|---|---|---|",
           *[f"| {r['threads']} | {r['step_s']} | {1 / r['step_s'] / r['threads']:.2f} |" for r in rows],
           f"\nTwo 1-thread runs side by side would give {2 * s2 / s1:.2f}× the throughput of one 2-thread run "
           "(if they do not slow each other; not measured here).\n", "Made by `benchmarks/bench_threads.py`."]
-    (ROOT / 'benchmarks' / 'threads.md').write_text('\n'.join(md) + '\n')
+    write_text(ROOT / 'benchmarks' / 'threads.md', '\n'.join(md) + '\n')
     print('\n'.join(md))
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ built-in phantom at 2 mm (99×117×95 voxels, so the brats2020 preset's 80³ cro
 folder unless --data names a preprocessed cache. The network sizes are the presets' (base width 8).
 """
 from __future__ import annotations
-import argparse, json, os, platform, statistics, sys, tempfile, time, warnings
+import argparse, os, platform, statistics, sys, tempfile, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from provenance import machine, git_commit
+from provenance import machine, git_commit, write_json, write_text
 from dmafnet.config import preset
 from dmafnet.train import Trainer
 
@@ -31,22 +31,25 @@ def phantom_cache(folder:Path, n_cases:int=6)->Path:
     preprocess_dataset(folder/'raw', folder/'cache', verbose=False)
     return folder/'cache'
 
+def timed_steps(trainer, steps:int):
+    "Train `steps` steps of epoch 0's batches; yield (data seconds, step seconds, the step's log) for each."
+    dev = trainer.device
+    trainer.batches.set_epoch(0); it = iter(trainer.loader)
+    for _ in range(steps):
+        t0 = time.perf_counter(); batch = next(it); t1 = time.perf_counter()
+        log = trainer.train_step(batch)
+        if dev.type == 'cuda': torch.cuda.synchronize(dev)
+        yield t1 - t0, time.perf_counter() - t1, log
+
 def measure(cfg, steps:int, warmup:int)->dict:
     "Median step time (and data time) over `steps` steps after `warmup` steps."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         trainer = Trainer(cfg)
     dev = trainer.device
-    trainer.batches.set_epoch(0)
-    it = iter(trainer.loader)
-    step_s, data_s = [], []
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
-    for i in range(warmup + steps):
-        t0 = time.perf_counter(); batch = next(it); t1 = time.perf_counter()
-        trainer.train_step(batch)
-        if dev.type == 'cuda': torch.cuda.synchronize(dev)
-        t2 = time.perf_counter()
-        if i >= warmup: step_s.append(t2 - t1); data_s.append(t1 - t0)
+    timed = list(timed_steps(trainer, warmup + steps))[warmup:]
+    data_s, step_s = [t[0] for t in timed], [t[1] for t in timed]
     med = statistics.median(step_s)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     import resource
@@ -94,7 +97,7 @@ def main():
                 python=platform.python_version(), machine=machine(),
                 cpu_threads=threads, load_average=[round(x, 2) for x in os.getloadavg()],
                 gpu=torch.cuda.get_device_name(0) if cuda else None)
-    Path(a.out + '.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+    write_json(Path(a.out + '.json'), dict(meta=meta, rows=rows))
     cols = ['preset', 'device', 'threads', 'precision', 'compile', 'patch_size', 'batch_size', 'params_m', 'steps_per_s',
             'samples_per_s', 'step_s', 'data_s', 'cpu_peak_gb', 'cuda_peak_gb']
     def table(rs):
@@ -115,7 +118,7 @@ def main():
           "## CUDA\n"]
     md.append(f"GPU: {meta['gpu']}. brats2020 preset (3D, 80³, batch 1, AMP), with and without `torch.compile`.\n\n" + table(gpu_rows)
               if cuda else "unmeasured: no GPU in this session (`python benchmarks/bench_train.py` on a CUDA machine fills this in).")
-    Path(a.out + '.md').write_text('\n'.join(md) + '\n')
+    write_text(Path(a.out + '.md'), '\n'.join(md) + '\n')
     print(Path(a.out + '.md').read_text())
 
 if __name__ == '__main__': main()

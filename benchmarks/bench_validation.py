@@ -12,15 +12,14 @@ function is loaded from git (`git show a08a501:dmafnet/trainparts.py`) into this
 Writes benchmarks/validation.md and .json (machine, commit, date).
 """
 from __future__ import annotations
-import argparse, importlib.util, json, subprocess, sys, tempfile, time, warnings
+import argparse, importlib.util, subprocess, sys, tempfile, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / 'benchmarks'))
-from provenance import git_commit
-from provenance import machine
+from provenance import git_commit, machine, write_json, write_text
 from dmafnet.config import preset
 from dmafnet.train import train
 from dmafnet.trainparts import validate, summarise_validation
@@ -63,7 +62,7 @@ def main():
     res = [run(p, a.epochs, a.steps, work, before) for p in a.presets]
     commit = git_commit()
     meta = dict(machine=machine(), threads=a.threads, commit=commit, date=datetime.now(timezone.utc).strftime('%Y-%m-%d'))
-    Path(a.out + '.json').write_text(json.dumps(dict(meta, runs=res), indent=1))
+    write_json(Path(a.out + '.json'), dict(meta, runs=res))
     md = ["# Validation before and after the one inference path\n",
           f"Machine: {meta['machine']}, {a.threads} threads; commit {commit} (validation before: {OLD}); {meta['date']}. "
           "One short run per preset (seed 1037); after every epoch the same weights are validated both ways "
@@ -76,6 +75,6 @@ def main():
                for e in r['epochs_table']]
         md += [f"\nBest epoch: before {r['best_epoch']['before']}, after {r['best_epoch']['after']}; "
                f"validation time before / after: {r['seconds_ratio']:.2f}×.\n"]
-    Path(a.out + '.md').write_text('\n'.join(md)); print('\n'.join(md))
+    write_text(Path(a.out + '.md'), '\n'.join(md)); print('\n'.join(md))
 
 if __name__ == '__main__': main()

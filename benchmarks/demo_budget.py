@@ -16,7 +16,7 @@ import pandas as pd, yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from provenance import provenance
+from provenance import provenance, write_json, write_text
 
 def budget(patch, epochs, lr, val_every, foreground_prob=1/3)->dict:
     "Every setting a trial varies, given explicitly (so a trial means the same whatever the preset is now)."
@@ -59,7 +59,7 @@ def write(rows:list[dict], out:Path, threads:int, note:str=''):
     base = rows[0]['notebook_min']
     for r in rows: r['time_vs_first'] = round(r['notebook_min'] / base, 3)
     meta = provenance(threads=threads)
-    out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, trials=rows), indent=1))
+    write_json(out.with_suffix('.json'), dict(meta=meta, trials=rows))
     df = pd.DataFrame(rows)
     lines = ['# The demo\'s budget: candidate phantom-preset settings', '',
              f"{meta['machine']}; torch {meta['torch']}, {threads} thread(s) per trial; commit {meta['commit']}; {meta['date']}. "
@@ -70,7 +70,7 @@ def write(rows:list[dict], out:Path, threads:int, note:str=''):
              *table(df), '',
              '`notebook_min`: first cell to last; `time_vs_first`: against the first row, measured under the same load. '
              'One seed per trial: a difference of a few Dice points between trials is within what a second seed could move.']
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    write_text(out.with_suffix('.md'), '\n'.join(lines) + '\n')
     print(out.with_suffix('.md').read_text())
 
 def main():

@@ -16,8 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = ROOT / 'benchmarks' / 'demo_runs.json'
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from provenance import git_commit
-from provenance import machine
+from provenance import git_commit, machine, write_json, write_text
 
 def cell(text:str)->str:
     "`text` safe inside a Markdown table cell (no pipe or line break ends it)."
@@ -43,7 +42,7 @@ def main():
                  et_gain=t['et_gain'], **({'note': a.note} if a.note else {}))
     history = json.loads(HISTORY.read_text()) if HISTORY.is_file() else []
     history = [h for h in history if (h['machine'], h['commit']) != (entry['machine'], entry['commit'])] + [entry]
-    HISTORY.write_text(json.dumps(history, indent=1))
+    write_json(HISTORY, history)
     lines = [
         '# The main job (`make demo`)', '',
         f"Last recorded run: {entry['machine']}, no GPU; torch {torch.__version__}, 2 threads; commit {commit}; {entry['date']}.", '',
@@ -67,7 +66,7 @@ def main():
     lines += ['',
         f"Checkpoint reported: `{Path(summary.get('checkpoint') or '').name}` (best validation Dice).", '',
         '**Dice' + table.rstrip(), '']
-    Path(a.out).write_text('\n'.join(lines))
+    write_text(Path(a.out), '\n'.join(lines))
     print(Path(a.out).read_text())
 
 if __name__ == '__main__': main()

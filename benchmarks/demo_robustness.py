@@ -28,14 +28,14 @@ targets on seeds 1037–1040 at 1 thread and on seed 1037 at 2 threads, so the p
 finished. The demo's own run at the new preset (`make demo`, clean clone, seed 1037, 2 threads) then scored WT 0.792:
 at 2 threads a run does not repeat from its seed (`repeat_check.py`), so one 2-thread trial per candidate is one draw.
 """
-import argparse, json, sys
+import argparse, sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
-from provenance import provenance
+from provenance import provenance, write_json, write_text
 from demo_budget import budget, run_trial, table, trial_row
 
 CANDIDATES = {   # label → overrides of the phantom preset
@@ -66,8 +66,8 @@ def summary(df:pd.DataFrame)->pd.DataFrame:
 def write(rows:list[dict], out:Path, threads:int, note:str=''):
     meta = provenance(threads=threads)
     df = pd.DataFrame(rows); summ = summary(df)
-    out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, seeds=list(SEEDS), candidates=CANDIDATES, trials=rows,
-                                                        summary=summ.to_dict('records')), indent=1))
+    write_json(out.with_suffix('.json'), dict(meta=meta, seeds=list(SEEDS), candidates=CANDIDATES, trials=rows,
+                                              summary=summ.to_dict('records')))
     keep = ['candidate', 'seed', 'steps', 'steps_per_s', 'train_min', 'notebook_min', 'val_mean_last', 'wt_all', 'et_gain']
     lines = ['# The demo\'s targets across seeds', '',
              f"{meta['machine']}; torch {meta['torch']}, {threads} thread(s) per trial; commit {meta['commit']}; {meta['date']}. "
@@ -81,7 +81,7 @@ def write(rows:list[dict], out:Path, threads:int, note:str=''):
              f'A few seeds bound how often a target fails only roughly (0 failures in {len(df) and df.seed.nunique()} seeds is '
              f'compatible with a failure rate of up to {100 * (1 - 0.025 ** (1 / max(1, df.seed.nunique()))):.0f} %, 95 % '
              'Clopper–Pearson). Times are comparable within this report only.']
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    write_text(out.with_suffix('.md'), '\n'.join(lines) + '\n')
     print(out.with_suffix('.md').read_text())
 
 def main():

@@ -32,7 +32,7 @@ import numpy as np, pandas as pd, torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import machine
+from provenance import machine, write_json
 from dmafnet.config import preset
 from dmafnet.train import train
 from dmafnet.trainparts import load_model
@@ -172,7 +172,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
         ckpt = out / 'checkpoints' / 'last.pt'
         curve_file = out / 'unimodal_curve.json'
         if ckpt.is_file() and curve_file.is_file(): curve = json.loads(curve_file.read_text())
-        train(cfg, resume=ckpt.is_file(), callbacks=[follow, lambda e, t: e == 'epoch' and curve_file.write_text(json.dumps(curve))])
+        train(cfg, resume=ckpt.is_file(), callbacks=[follow, lambda e, t: e == 'epoch' and write_json(curve_file, curve)])
     t1 = time.perf_counter()
     model, trained = load_model(ckpt, device=a.device)
     names = find_split('test', cache)[:a.cases or None]
@@ -202,7 +202,7 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
         result['grad_norms'] = grad_norms(cfg, ckpt, last.beta.tolist())
     result['minutes'] = round((time.perf_counter() - t0) / 60, 2)
     done.parent.mkdir(parents=True, exist_ok=True)
-    tmp = done.with_suffix('.tmp'); tmp.write_text(json.dumps(result, indent=1)); tmp.replace(done)
+    write_json(done, result)
     return result
 
 def commit(path:Path, message:str):

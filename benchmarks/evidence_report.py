@@ -18,7 +18,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks')); sys.path.insert(0, str(ROOT))
-from provenance import git_commit
+from provenance import git_commit, write_json, write_text
 from bench_ablation_steps import CONFIGS as ABLATION
 
 # the six configurations of the ablation, then four that take DTM apart (full DMAF-Net less one of DTM's actions)
@@ -325,7 +325,7 @@ def write_report(run_folder:Path, prefix:Path)->str:
     s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machines=machines,
                      budget=runs[0]['budget'], test_cases=runs[0]['test_cases'], interval="Student's t, 95 %, paired by seed")
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    Path(f'{prefix}.json').write_text(json.dumps(s, indent=1))
+    write_json(Path(f'{prefix}.json'), s)
     name = prefix.name
     figures = {'paired': fig_paired, 'weights': fig_weights, 'dtm': fig_dtm, 'curves': fig_curves}
     for kind, draw in figures.items():   # a figure without data is not drawn, and not linked
@@ -419,5 +419,5 @@ def write_report(run_folder:Path, prefix:Path)->str:
         L += [f"| {setting} | {step} | {v['n']} | {v['mean']:+.1f} [{v['ci_low']:+.1f}, {v['ci_high']:+.1f}] | {v['wins']}/{v['n']} | {v['median']:+.1f} |"
               for setting, rows in s['full_minus_mean_along_training'].items() for step, v in rows.items()]
     text = '\n'.join(L)
-    Path(f'{prefix}.md').write_text(text)
+    write_text(Path(f'{prefix}.md'), text)
     return text

@@ -10,7 +10,7 @@ the largest relative difference. The median step time of each setting is reporte
 so the cost of `deterministic=True` is measured in the same run. Data: a 6-case 2 mm phantom generated into a
 temporary folder (as `bench_train.py` does).
 """
-import argparse, json, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, statistics, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,18 +22,14 @@ def worker(cache:str, out:str, threads:int, deterministic:bool, steps:int):
     import torch
     from dmafnet.config import preset
     from dmafnet.train import Trainer
+    from bench_train import timed_steps
     torch.set_num_threads(threads)
     cfg = preset('phantom', data=cache, out=out, progress=False, val_every=0, steps_per_epoch=steps, epochs=1,
                  device='cpu', threads=threads, deterministic=deterministic)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); trainer = Trainer(cfg)
-    trainer.batches.set_epoch(0); it = iter(trainer.loader)
-    losses, times = [], []
-    for _ in range(steps):
-        batch = next(it); t0 = time.perf_counter()
-        log = trainer.train_step(batch)
-        times.append(time.perf_counter() - t0); losses.append(float(log['loss']))
-    print(json.dumps(dict(losses=losses, times=times)))
+    timed = list(timed_steps(trainer, steps))
+    print(json.dumps(dict(losses=[float(log['loss']) for _, _, log in timed], times=[t for _, t, _ in timed])))
 
 def compare(a:list, b:list)->dict:
     "Identical or not, the first differing step (1-based) and the largest relative difference."
@@ -51,7 +47,7 @@ def main():
     if a.worker:
         c, o, t, d, s = a.worker; return worker(c, o, int(t), d == '1', int(s))
     from bench_train import phantom_cache
-    from provenance import provenance
+    from provenance import provenance, write_json, write_text
     tmp = Path(tempfile.mkdtemp(prefix='repeat_check_')); cache = phantom_cache(tmp)
     rows = []
     for st in SETTINGS:
@@ -67,7 +63,7 @@ def main():
         print(rows[-1]['threads'], rows[-1]['deterministic'], rows[-1]['identical'], rows[-1]['first_differing_step'], flush=True)
     meta = provenance(threads=max(s['threads'] for s in SETTINGS))
     out = Path(a.out)
-    out.with_suffix('.json').write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+    write_json(out.with_suffix('.json'), dict(meta=meta, rows=rows))
     base = next(r['step_s'] for r in rows if r['threads'] == 2 and not r['deterministic'])
     lines = ['# Does a training run repeat from its seed?', '',
              f"{meta['machine']}; torch {meta['torch']}; commit {meta['commit']}; {meta['date']}. Made by "
@@ -80,7 +76,7 @@ def main():
                f"{r['max_rel_diff']:g} | {r['step_s']} | {r['step_s'] / base:.2f} |" for r in rows), '',
              'A few steps show whether two runs part, not how far apart their final scores end; a short training run '
              'amplifies a difference in the last bits into a different model.']
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    write_text(out.with_suffix('.md'), '\n'.join(lines) + '\n')
     print(out.with_suffix('.md').read_text())
 
 if __name__ == '__main__': main()
