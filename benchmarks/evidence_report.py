@@ -57,9 +57,21 @@ def t_interval(d)->dict:
     signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
                  sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0,
                  wilcoxon_p=round(float(stats.wilcoxon(d).pvalue), 4) if (d != 0).sum() >= 2 else 1.0)
-    if n < 2: return dict(mean=round(m, 3), ci_low=float('nan'), ci_high=float('nan'), n=n, **signs)
-    h = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n))   # 3 decimals: the tables round to 1, once
-    return dict(mean=round(m, 3), ci_low=round(m - h, 3), ci_high=round(m + h, 3), n=n, **signs)
+    if n < 2: return dict(mean=round(m, 3), ci_low=float('nan'), ci_high=float('nan'), n=n, sd=float('nan'), **signs)
+    sd = float(d.std(ddof=1)); h = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))   # 3 decimals: the tables round to 1, once
+    return dict(mean=round(m, 3), ci_low=round(m - h, 3), ci_high=round(m + h, 3), n=n, sd=round(sd, 3), **signs)
+
+def seeds_for(sd:float, half:float=2., most:int=10_000)->int|None:
+    "The fewest paired seeds whose 95 % t-interval is at most ±`half` wide at this s.d. (None: more than `most`, or no s.d.)."
+    if not np.isfinite(sd): return None
+    n = next((k for k in range(2, most + 1) if stats.t.ppf(0.975, k - 1) * sd / np.sqrt(k) <= half), None)
+    return n
+
+def precision(paired_:dict, half:float=2.)->dict:
+    "Per setting, for full DMAF-Net − mean fusion: per region the interval's half-width, the paired s.d. and `seeds_for` ±`half`."
+    return {st: {reg: dict(n=d[reg]['n'], half_width=round((d[reg]['ci_high'] - d[reg]['ci_low']) / 2, 3), sd=d[reg]['sd'],
+                           seeds_for_target=seeds_for(d[reg]['sd'], half)) for reg in REGIONS}
+            for st, v in paired_.items() for d in [v.get(FULL)] if d and d[REGIONS[0]]['n'] >= 2}
 
 def run_table(runs:list[dict])->pd.DataFrame:
     return pd.DataFrame([dict(config=r['config'], setting=r['setting'], seed=r['seed'], WT=r['wt'], TC=r['tc'], ET=r['et'],
@@ -214,9 +226,10 @@ def summary(runs:list[dict])->dict:
     table = {f'{s} / {c}': {reg: dict(mean=round(float(means.loc[(s, c), (reg, 'mean')]), 2),
                                       sd=round(float(means.loc[(s, c), (reg, 'std')]), 2) if means.loc[(s, c), (reg, 'count')] > 1 else None,
                                       seeds=int(means.loc[(s, c), (reg, 'count')])) for reg in REGIONS} for s, c in means.index}
+    pr = paired(runs)
     return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
                            minutes=r['minutes']) for r in runs],
-                means=table, paired=paired(runs), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
+                means=table, paired=pr, precision=precision(pr), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
                 dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), unimodal_catch_up=catch_up(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs),
                 full_minus_mean_along_training=curve_gap(runs))
@@ -365,6 +378,11 @@ def write_report(run_folder:Path, prefix:Path)->str:
               'full DMAF-Net scores higher, the median paired difference, a two-sided sign test over the untied seeds and Wilcoxon\'s signed-rank test):', '',
               '| setting | WT | TC | ET |', '|---|---|---|---|']
         L += [f"| {st} | " + ' | '.join(sg(d[r]) for r in REGIONS) + ' |' for st, d in full.items()]
+        hw = lambda d: f"±{d['half_width']:.1f} (s.d. {d['sd']:.1f}; ±2 needs {d['seeds_for_target'] or 'more than 10,000'})"
+        L += ['', '**How precise full DMAF-Net − mean fusion is** (the target is ±2 points a region): the 95 % interval\'s '
+              'half-width now, the s.d. of the paired differences, and how many paired seeds ±2 would need if that s.d. held:', '',
+              '| setting | paired n | WT | TC | ET |', '|---|---|---|---|---|']
+        L += [f"| {st} | {d['WT']['n']} | " + ' | '.join(hw(d[r]) for r in REGIONS) + ' |' for st, d in s['precision'].items()]
     L += ['', *img('paired', 'Paired differences'),
           '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
           'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',

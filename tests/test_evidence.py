@@ -27,6 +27,7 @@ def test_evidence_smoke(tmp_path):
     assert b['runs'] == 2 and b['nominal_share'] == {'flair': 0.4, 't1ce': 0.6, 't1': 0.8, 't2': 0.2}
     assert b['weakness_from'] == 'mean fusion, same seed' and b['beta_falls_with_dice']['count'] <= b['beta_falls_with_dice']['runs'] <= 2
     assert 0 <= s['paired']['mr2468']['full DMAF-Net (+ DTM)']['ET']['wilcoxon_p'] <= 1
+    assert s['precision']['mr2468']['ET']['n'] == 2 and s['precision']['mr2468']['ET']['half_width'] >= 0
     assert 'mr2468' in s['dtm_beta_max_abs_dev'] and s['plateau']
     gap = s['full_minus_mean_along_training']['mr2468']                          # full − mean along training, paired
     assert gap and all(v['n'] == 2 and v['ci_low'] <= v['mean'] <= v['ci_high'] for v in gap.values())
@@ -50,3 +51,14 @@ def test_evidence_smoke(tmp_path):
 def test_evidence_rejects_unknown_names(tmp_path):
     r = evidence(tmp_path, '--configs', 'no such thing')
     assert r.returncode != 0 and 'unknown configurations' in r.stderr
+
+def test_seeds_for_is_the_fewest_seeds_reaching_the_width():
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    import numpy as np
+    from scipy import stats
+    from evidence_report import seeds_for, t_interval
+    t = t_interval(np.random.default_rng(0).normal(-5, 9, 30))
+    n = seeds_for(t['sd'], 2.)
+    half = lambda k: stats.t.ppf(0.975, k - 1) * t['sd'] / np.sqrt(k)
+    assert half(n) <= 2 < half(n - 1) and math.isclose(half(30), (t['ci_high'] - t['ci_low']) / 2, abs_tol=2e-3)
+    assert seeds_for(float('nan')) is None and seeds_for(1e6) is None
