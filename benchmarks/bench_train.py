@@ -97,7 +97,7 @@ def main():
                 python=platform.python_version(), machine=machine(),
                 cpu_threads=threads, load_average=[round(x, 2) for x in os.getloadavg()],
                 gpu=torch.cuda.get_device_name(0) if cuda else None)
-    write_json(Path(a.out + '.json'), dict(meta=meta, rows=rows))
+    write_json(Path(a.out + '.json'), dict(meta=meta, rows=rows), indent=2)
     cols = ['preset', 'device', 'threads', 'precision', 'compile', 'patch_size', 'batch_size', 'params_m', 'steps_per_s',
             'samples_per_s', 'step_s', 'data_s', 'cpu_peak_gb', 'cuda_peak_gb']
     def table(rs):

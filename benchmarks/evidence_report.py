@@ -378,7 +378,8 @@ def write_report(run_folder:Path, prefix:Path)->str:
               'full DMAF-Net scores higher, the median paired difference, a two-sided sign test over the untied seeds and Wilcoxon\'s signed-rank test):', '',
               '| setting | WT | TC | ET |', '|---|---|---|---|']
         L += [f"| {st} | " + ' | '.join(sg(d[r]) for r in REGIONS) + ' |' for st, d in full.items()]
-        hw = lambda d: f"±{d['half_width']:.1f} (s.d. {d['sd']:.1f}; ±2 needs {d['seeds_for_target'] or 'more than 10,000'})"
+        need = lambda d: d['seeds_for_target'] or ('more than 10,000' if np.isfinite(d['sd']) else '–')
+        hw = lambda d: f"±{d['half_width']:.1f} (s.d. {d['sd']:.1f}; ±2 needs {need(d)})"
         L += ['', '**How precise full DMAF-Net − mean fusion is** (the target is ±2 points a region): the 95 % interval\'s '
               'half-width now, the s.d. of the paired differences, and how many paired seeds ±2 would need if that s.d. held:', '',
               '| setting | paired n | WT | TC | ET |', '|---|---|---|---|---|']

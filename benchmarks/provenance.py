@@ -7,7 +7,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dmafnet.report import machine   # noqa: E402  (one description of the machine, shared with the run reports)
-from dmafnet.core import atomic_write   # noqa: E402
 
 
 def git_commit(paths=('dmafnet',))->str:
@@ -26,6 +25,7 @@ def provenance(**extra)->dict:
 
 def write_text(path, text:str)->Path:
     "Write a results file atomically (a temporary file, then a rename): an interrupted benchmark leaves the previous file whole."
+    from dmafnet.core import atomic_write   # here, not at the top: dmafnet.core imports torch, which most callers need not load
     with atomic_write(path) as f: f.write(text)
     return Path(path)
 
