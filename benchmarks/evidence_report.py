@@ -52,11 +52,11 @@ def sign_count(hits:int, n:int)->dict:
     return dict(runs=int(n), count=int(hits), sign_p=float(f'{stats.binomtest(int(hits), int(n)).pvalue:.3g}'))
 
 def t_interval(d)->dict:
-    "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0), a two-sided sign test and Wilcoxon's signed-rank test."
+    "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0), a two-sided sign test and Wilcoxon's signed-rank test (p to 3 significant digits)."
     d = np.asarray(d, float); n = len(d); m = float(d.mean()) if n else float('nan')
     signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
-                 sign_p=round(float(stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue), 3) if (d != 0).any() else 1.0,
-                 wilcoxon_p=round(float(stats.wilcoxon(d).pvalue), 4) if (d != 0).sum() >= 2 else 1.0)
+                 sign_p=float(f'{stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue:.3g}') if (d != 0).any() else 1.0,
+                 wilcoxon_p=float(f'{stats.wilcoxon(d).pvalue:.3g}') if (d != 0).sum() >= 2 else 1.0)
     if n < 2: return dict(mean=round(m, 3), ci_low=float('nan'), ci_high=float('nan'), n=n, sd=float('nan'), **signs)
     sd = float(d.std(ddof=1)); h = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))   # 3 decimals: the tables round to 1, once
     return dict(mean=round(m, 3), ci_low=round(m - h, 3), ci_high=round(m + h, 3), n=n, sd=round(sd, 3), **signs)
