@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from provenance import provenance, write_json, write_text
 
-def budget(patch, epochs, lr, val_every, foreground_prob=1/3)->dict:
-    "Every setting a trial varies, given explicitly (so a trial means the same whatever the preset is now)."
-    return dict(patch_size=list(patch), epochs=epochs, lr=lr, val_every=val_every, foreground_prob=foreground_prob)
+def budget(patch, epochs, lr, val_every, foreground_prob=1/3, **more)->dict:
+    "Every setting a trial varies, given explicitly (so a trial means the same whatever the preset is now); `more`: further fields."
+    return dict(patch_size=list(patch), epochs=epochs, lr=lr, val_every=val_every, foreground_prob=foreground_prob, **more)
 
 TRIALS = {   # label → overrides of the phantom preset
     '96×112, 6 epochs, lr 1e-3, validation every 2 (the preset until 2026-12-04)': budget((96, 112), 6, 1e-3, 2),
