@@ -249,7 +249,7 @@ def update(self:TrainConfig, **changes)->TrainConfig:
 # %% ../nbs/08a_config.ipynb #6f808560
 PRESETS = {
     'phantom': dict(spatial_dims=2, patch_size=(64, 64), batch_size=8, epochs=8, lr=2e-3, val_every=4, val_cases=2,
-                    foreground_prob=0.5, deterministic=True, phantom_cases=24, phantom_spacing=2.0, workers=0),
+                    foreground_prob=0.5, deterministic=True, phantom_cases=24, phantom_spacing=3.0, workers=0),
     'myops2020': dict(dataset='myops', spatial_dims=2, patch_size=(256, 256), batch_size=8, setting='mr246',
                       val_cases=5),
     'brats2020': dict(workers=4, mask_rule='passion'),
