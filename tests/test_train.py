@@ -471,3 +471,16 @@ def test_compile_with_gradient_scaling_matches_eager():
     plain = grads(net)
     enc = [n for n in eager if n.startswith('encoders.3.')]
     assert enc and all(torch.allclose(eager[n], 3 * plain[n], rtol=1e-4, atol=1e-6) for n in enc)   # the hooks acted
+
+def test_run_notebook_3d_patch_fits_the_phantom(tmp_path):
+    "`make demo DIMS=3`: the run notebook's 3D patch fits the phantom preset's preprocessed cases (the 3 mm phantom has 63 axial slices)."
+    from dmafnet.config import preset
+    from dmafnet.data import preprocess_case, read_brats_case
+    from dmafnet.phantom import make_phantom
+    src = json.loads((ROOT/'nbs'/'runs'/'train.ipynb').read_text())
+    code = ''.join(''.join(c['source']) for c in src['cells'] if c['cell_type'] == 'code')
+    patch = tuple(int(v) for v in re.search(r'spatial_dims=3, patch_size=\((\d+), (\d+), (\d+)\)', code).groups())
+    cfg = preset('phantom')
+    for d in make_phantom(tmp_path/'raw', n_cases=3, seed=cfg.phantom_seed, spacing=cfg.phantom_spacing):
+        shape = preprocess_case(read_brats_case(d))['image'].shape[1:]
+        assert all(p <= s for p, s in zip(patch, shape)), (d.name, shape, patch)
