@@ -47,16 +47,20 @@ def load_runs(folder:Path)->list[dict]:
     if len(set(keys)) < len(keys): raise SystemExit(f'evidence: {folder} holds a (setting, configuration, seed) twice')
     return runs
 
+def sig3(p)->float:
+    "A p-value kept to 3 significant digits (rounding to decimals would print a small p as 0)."
+    return float(f'{float(p):.3g}')
+
 def sign_count(hits:int, n:int)->dict:
     "`hits` of `n` runs going one way, with the two-sided sign test's p (3 significant digits)."
-    return dict(runs=int(n), count=int(hits), sign_p=float(f'{stats.binomtest(int(hits), int(n)).pvalue:.3g}'))
+    return dict(runs=int(n), count=int(hits), sign_p=sig3(stats.binomtest(int(hits), int(n)).pvalue))
 
 def t_interval(d)->dict:
     "Mean and Student's t 95 % interval of paired differences (NaN bounds with fewer than two); also the median, the wins (d > 0), a two-sided sign test and Wilcoxon's signed-rank test (p to 3 significant digits)."
     d = np.asarray(d, float); n = len(d); m = float(d.mean()) if n else float('nan')
     signs = dict(median=round(float(np.median(d)), 2) if n else float('nan'), wins=int((d > 0).sum()), ties=int((d == 0).sum()),
-                 sign_p=float(f'{stats.binomtest(int((d > 0).sum()), int((d != 0).sum())).pvalue:.3g}') if (d != 0).any() else 1.0,
-                 wilcoxon_p=float(f'{stats.wilcoxon(d).pvalue:.3g}') if (d != 0).sum() >= 2 else 1.0)
+                 sign_p=sign_count((d > 0).sum(), (d != 0).sum())['sign_p'] if (d != 0).any() else 1.0,
+                 wilcoxon_p=sig3(stats.wilcoxon(d).pvalue) if (d != 0).sum() >= 2 else 1.0)
     if n < 2: return dict(mean=round(m, 3), ci_low=float('nan'), ci_high=float('nan'), n=n, sd=float('nan'), **signs)
     sd = float(d.std(ddof=1)); h = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n))   # 3 decimals: the tables round to 1, once
     return dict(mean=round(m, 3), ci_low=round(m - h, 3), ci_high=round(m + h, 3), n=n, sd=round(sd, 3), **signs)
@@ -132,7 +136,7 @@ def weight_correlation(runs:list[dict])->dict:
                 if np.std(wr) > 0 and np.std(dr) > 0: per_run.append(stats.pearsonr(wr, dr).statistic)
         if len(w) >= 3 and np.std(w) > 0 and np.std(d) > 0:
             rr, p = stats.pearsonr(w, d); pos = sign_count((np.asarray(per_run) > 0).sum(), len(per_run))
-            out[reg] = dict(r=round(float(rr), 3), p=float(f'{p:.3g}'), points=len(w), tissue=tissue,
+            out[reg] = dict(r=round(float(rr), 3), p=sig3(p), points=len(w), tissue=tissue,
                             runs_positive=f"{pos['count']}/{pos['runs']} (p {pos['sign_p']:.2g})" if per_run else '–')
     return out
 
