@@ -6,7 +6,9 @@ Statistics. A configuration's score is the mean over the 15 subsets of the per-s
 cases (points). Differences to `mean` fusion are paired by seed (the same seed gives the same sample order and
 augmentation, and every run shares data, split and masks); the interval is Student's t 95 % interval of the
 paired differences (n − 1 degrees of freedom). Nothing is selected by looking at test data: every run is scored
-on its last checkpoint, every finished run enters.
+on its last checkpoint, every finished run enters, except the runs of a stage fixed in advance (`STAGES`) that has
+not finished: they wait, out of every number, until its last run lands, so a report rebuilt mid-stage is no look.
+The analyses fixed in advance (`FIXED`) are reported over their own seeds once those are all in.
 """
 from __future__ import annotations
 import json, sys
@@ -37,6 +39,43 @@ BASELINE, FULL = 'mean fusion', 'full DMAF-Net (+ DTM)'   # the reference and th
 SETTING_ORDER = ('pdt', 'mr2468', 'mr8825')
 # which tumour tissue each region's DMAF weight is read in (the region's defining tissue in the phantom)
 REGION_TISSUE = {'WT': 'edema', 'TC': 'necrosis', 'ET': 'enhancing'}
+
+# Stages fixed in advance whose runs wait for their last run (`evidence_reading.md`): name → (setting, configurations,
+# first seed, last seed). Until every run of a stage has landed its runs stay out of every table, figure and number, so a
+# report rebuilt (or a worker's closing report written) in the middle of a stage is not a look at it.
+STAGES = {'stage 6 (precision extension)': ('mr2468', (BASELINE, FULL), 1101, 1166)}
+# The analyses of full DMAF-Net − mean fusion (mr2468) fixed in advance: name → (first, last) paired seed. Each is
+# reported once all of its seeds are in, beside the others, so the confirmatory numbers stay reproducible after stage 6.
+FIXED = {'confirmatory (stage 5)': (1037, 1100), 'precision extension (stage 6)': (1037, 1166)}
+
+def stage_runs(runs:list[dict], stage:tuple)->list[dict]:
+    setting, configs, first, last = stage
+    return [r for r in runs if r['setting'] == setting and r['config'] in configs and first <= r['seed'] <= last]
+
+def hold_back(runs:list[dict], stages:dict=STAGES)->tuple[list[dict], dict]:
+    "The runs outside unfinished `stages`, and per stage how many of its runs have landed and whether it is held back."
+    kept, status = list(runs), {}
+    for name, stage in stages.items():
+        setting, configs, first, last = stage
+        landed, planned = len(stage_runs(runs, stage)), len(configs) * (last - first + 1)
+        status[name] = dict(landed=landed, planned=planned, held_back=landed < planned)
+        if landed < planned:
+            held = {id(r) for r in stage_runs(runs, stage)}
+            kept = [r for r in kept if id(r) not in held]
+    return kept, status
+
+def fixed_analyses(runs:list[dict], fixed:dict=FIXED, setting:str='mr2468')->dict:
+    "Per analysis of `fixed`: full DMAF-Net − mean fusion per region over its seeds, or only how many are in while some are missing."
+    rs = {(r['config'], r['seed']): r for r in runs if r['setting'] == setting}
+    out = {}
+    for name, (first, last) in fixed.items():
+        seeds = [k for k in range(first, last + 1) if (FULL, k) in rs and (BASELINE, k) in rs]
+        head = dict(first_seed=first, last_seed=last, planned=last - first + 1, paired=len(seeds))
+        if len(seeds) < last - first + 1: out[name] = dict(head, status='waiting'); continue
+        per = {reg: t_interval([rs[FULL, k][reg.lower()] - rs[BASELINE, k][reg.lower()] for k in seeds]) for reg in REGIONS}
+        out[name] = dict(head, status='complete', **{reg: dict(d, half_width=round((d['ci_high'] - d['ci_low']) / 2, 3))
+                                                     for reg, d in per.items()})
+    return out
 
 def load_runs(folder:Path)->list[dict]:
     "Every finished run's result, in a stable order; refused when the folder mixes budgets, test sets, devices or precisions (they must not be paired)."
@@ -236,7 +275,7 @@ def summary(runs:list[dict])->dict:
                 means=table, paired=pr, precision=precision(pr), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
                 dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), unimodal_catch_up=catch_up(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs),
-                full_minus_mean_along_training=curve_gap(runs))
+                full_minus_mean_along_training=curve_gap(runs), fixed_analyses=fixed_analyses(runs))
 
 # --- figures --------------------------------------------------------------------------------------------------------
 def _plt():
@@ -334,9 +373,9 @@ def fig_curves(runs:list[dict], path:Path):
 # --- the report -----------------------------------------------------------------------------------------------------
 def write_report(run_folder:Path, prefix:Path)->str:
     "Write `prefix`.json, `prefix`.md and `prefix`_*.png from the result files in `run_folder`; return the Markdown."
-    runs = load_runs(run_folder)
+    runs, stages = hold_back(load_runs(run_folder))
     if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder}')
-    s = summary(runs)
+    s = summary(runs); s['stages'] = stages
     commit = git_commit()
     machines = sorted({r.get('machine', 'not recorded') for r in runs})
     s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machines=machines,
@@ -355,6 +394,9 @@ def write_report(run_folder:Path, prefix:Path)->str:
     L = [f'# {title}', '',
          f"{s['meta']['date'][:10]} · report at commit {commit} · runs on {'; '.join(machines)} · {len(runs)} runs, "
          f"{np.mean([r['minutes'] for r in runs]):.1f} min each on average (training, scoring and probes)", '',
+         *[f"*{k}: {v['landed']} of its {v['planned']} runs have landed; they stay out of every table and figure until all "
+           "have (so this report is not a look at it).*" for k, v in stages.items() if v['held_back']],
+         *([''] if any(v['held_back'] for v in stages.values()) else []),
          f"Each run: the `study` preset (2D, 3 mm phantom, {b['epochs']} × {b['steps_per_epoch']} steps of batch {b['batch_size']}), "
          f"scored on `last.pt` on {runs[0]['test_cases']} test cases under all 15 subsets (whole slices). Dice in points: "
          "mean over the 15 subsets; ± the s.d. over seeds. Δ: paired difference to mean fusion (same seed) with its "
@@ -388,6 +430,16 @@ def write_report(run_folder:Path, prefix:Path)->str:
               'half-width now, the s.d. of the paired differences, and how many paired seeds ±2 would need if that s.d. held:', '',
               '| setting | paired n | WT | TC | ET |', '|---|---|---|---|---|']
         L += [f"| {st} | {d['WT']['n']} | " + ' | '.join(hw(d[r]) for r in REGIONS) + ' |' for st, d in s['precision'].items()]
+    fa = s['fixed_analyses']
+    if fa:
+        cell = lambda d: f"{ci(d)} (±{d['half_width']:.1f}; {d['wins']}/{d['n']} ahead{', ' + str(d['ties']) + ' tied' if d['ties'] else ''}, sign p {d['sign_p']:.2g}, Wilcoxon p {d['wilcoxon_p']:.2g})"
+        L += ['', '**The analyses fixed in advance** (full DMAF-Net − mean fusion, mr2468, over the seeds each was fixed to, '
+              'reported once all of them are in; 95 % t-interval, its half-width, the seeds where full DMAF-Net is ahead, '
+              'sign and Wilcoxon p; `evidence_reading.md` has the rules):', '',
+              '| analysis | seeds | WT | TC | ET |', '|---|---|---|---|---|']
+        L += [f"| {k} | {d['first_seed']}–{d['last_seed']} ({d['planned']}) | "
+              + (' | '.join(cell(d[r]) for r in REGIONS) if d['status'] == 'complete'
+                 else f"waiting: {d['paired']} of {d['planned']} paired seeds in the tables | – | –") + ' |' for k, d in fa.items()]
     L += ['', *img('paired', 'Paired differences'),
           '**Dilution**: mean over regions and ordered modality pairs (X, Y), X the better of the two alone, of '
           'Dice(X) − Dice(X + Y) (points; 0 = adding the weaker modality costs nothing).', '',

@@ -62,3 +62,19 @@ def test_seeds_for_is_the_fewest_seeds_reaching_the_width():
     half = lambda k: stats.t.ppf(0.975, k - 1) * t['sd'] / np.sqrt(k)
     assert half(n) <= 2 < half(n - 1) and math.isclose(half(30), (t['ci_high'] - t['ci_low']) / 2, abs_tol=2e-3)
     assert seeds_for(float('nan')) is None and seeds_for(1e6) is None
+
+def test_an_unfinished_stage_is_held_back_and_fixed_analyses_wait():
+    "A report rebuilt mid-stage leaves the stage's runs out; a fixed analysis reports only once all its seeds are in."
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    from evidence_report import BASELINE, FULL, fixed_analyses, hold_back
+    run = lambda c, k, v: dict(setting='mr2468', config=c, seed=k, wt=v, tc=v, et=v)
+    done = [run(c, k, 50. - (c == FULL) * (k % 3)) for k in range(1, 5) for c in (BASELINE, FULL)]
+    stage = {'stage': ('mr2468', (BASELINE, FULL), 5, 6)}
+    other = run('DMAF', 6, 0.)                                   # another configuration's seed 6 is no part of the stage
+    kept, st = hold_back(done + [run(BASELINE, 5, 10.), run(FULL, 5, 90.), other], stage)
+    assert kept == done + [other] and st['stage'] == dict(landed=2, planned=4, held_back=True)
+    kept, st = hold_back(done + [run(c, k, 40.) for k in (5, 6) for c in (BASELINE, FULL)], stage)
+    assert len(kept) == 12 and not st['stage']['held_back']
+    fa = fixed_analyses(done, {'first': (1, 4), 'longer': (1, 6)})
+    assert fa['first']['status'] == 'complete' and fa['first']['WT']['n'] == 4 and math.isclose(fa['first']['WT']['mean'], -1.0)
+    assert fa['longer'] == dict(first_seed=1, last_seed=6, planned=6, paired=4, status='waiting')
