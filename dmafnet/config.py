@@ -13,7 +13,8 @@ from .core import (BRATS_MODALITIES, MYOPS_MODALITIES, BRATS_REGIONS, MYOPS_REGI
                           class_regions)
 
 # %% auto #0
-__all__ = ['DATASETS', 'PRESETS', 'TrainConfig', 'preset', 'save_config', 'load_config', 'parse_overrides']
+__all__ = ['DATASETS', 'PRESETS', 'OTHER_DIMS', 'TrainConfig', 'dims_changes', 'preset', 'save_config', 'load_config',
+           'parse_overrides']
 
 # %% ../nbs/08a_config.ipynb #53a95aa6
 DATASETS = {
@@ -264,12 +265,29 @@ PRESETS = {
                   phantom_cases=48, phantom_spacing=3.0, workers=0),
 }
 
-def preset(name:str,   # 'phantom', 'brats2020', 'myops2020' or 'study'
-           **changes   # fields to change on top of the preset
+# a preset's other dimensionality (`preset(name, dims=3)`, `dmafnet-train --dims 3`, `make demo DIMS=3`): the crop and
+# batch that fit its cases and a laptop's memory (the 3 mm phantom has 63 axial slices, so its 3D crop is 48³)
+OTHER_DIMS = {('phantom', 3): dict(patch_size=(48, 48, 48), batch_size=2)}
+
+def dims_changes(name:str|None, # the preset the configuration starts from
+                 dims:int|None, # 2 or 3; None: keep the preset's
+                 current:int    # the configuration's spatial_dims now
+                )->dict:
+    "The fields that turn preset `name` into its `dims`-D variant (none when `dims` is None or already so)."
+    if dims is None or int(dims) == current: return {}
+    if (name, int(dims)) not in OTHER_DIMS:
+        raise ValueError(f"config field 'spatial_dims': preset {name!r} has no {int(dims)}D variant; set spatial_dims, "
+                         "patch_size and batch_size yourself (--set spatial_dims=… patch_size=… batch_size=…)")
+    return dict(OTHER_DIMS[name, int(dims)], spatial_dims=int(dims))
+
+def preset(name:str,          # 'phantom', 'brats2020', 'myops2020' or 'study'
+           dims:int|None=None, # 2 or 3: the preset's variant in that dimensionality (`OTHER_DIMS`); None: as it is
+           **changes          # fields to change on top of the preset (and its variant)
           )->TrainConfig:
-    "The named preset as a checked `TrainConfig`, with `changes` applied."
+    "The named preset as a checked `TrainConfig`, in `dims` dimensions if asked, with `changes` applied."
     if name not in PRESETS: raise ValueError(f"config field 'preset': {name!r} is not one of {tuple(PRESETS)}")
     d = dict(PRESETS[name], preset=name)
+    d.update(dims_changes(name, dims, d.get('spatial_dims', TrainConfig.spatial_dims)))
     for k in changes:
         if k not in {f.name for f in fields(TrainConfig)}: raise _unknown_key(k)
     d.update(changes)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from fastcore.basics import patch
 from .core import seed_everything, Progress, progress_mode
-from .config import TrainConfig, PRESETS, preset, load_config, save_config, parse_overrides
+from .config import TrainConfig, PRESETS, preset, dims_changes, load_config, save_config, parse_overrides
 from .checkpoint import save_checkpoint, load_checkpoint, rng_state, set_rng_state, to_plain
 from .traindata import prepare_data, EpochBatches, SeededSamples
 from .datasets import VolumeDataset, SliceDataset, train_transform
@@ -477,6 +477,8 @@ def train_parser()->argparse.ArgumentParser:
     p.add_argument('--data', help="raw data folder (BraTS layout) or preprocessed cache; omit for the phantom")
     p.add_argument('--out', help="run folder (config, log, checkpoints)")
     p.add_argument('--epochs', type=int, help="number of epochs")
+    p.add_argument('--dims', type=int, choices=(2, 3), help="2 or 3: the preset's variant in that dimensionality, with a "
+                   "crop and batch to match (e.g. --preset phantom --dims 3); default: the preset's own")
     p.add_argument('--device', help="'auto', 'cpu', 'cuda', 'cuda:1', …")
     p.add_argument('--resume', action='store_true', help="continue from <out>/checkpoints/last.pt")
     p.add_argument('--config', help="YAML/JSON file with some or all configuration fields")
@@ -492,8 +494,8 @@ def config_from_args(args:argparse.Namespace)->TrainConfig:
     own = Path(args.out)/'config.yaml' if args.out else None
     if args.config: cfg = load_config(args.config, **({'preset': args.preset} if args.preset else {}))
     elif args.resume and own is not None and own.is_file(): cfg = load_config(own)
-    else: return preset(args.preset or 'phantom', **changes)
-    return cfg.update(**changes)
+    else: return preset(args.preset or 'phantom', dims=args.dims, **changes)
+    return cfg.update(**{**dims_changes(cfg.preset, args.dims, cfg.spatial_dims), **changes})
 
 # %% ../nbs/08e_train.ipynb #e276d6c3
 def _one_line(e:BaseException)->str:
