@@ -41,7 +41,8 @@ from dmafnet.metrics import dice, region_mask
 from dmafnet.network import pad_to_multiple
 from dmafnet.dmaf import resize_maps
 
-from evidence_report import CONFIGS, REGIONS, MODALITIES, BASELINE, FULL, write_report
+from evidence_report import CONFIGS, REGIONS, MODALITIES, BASELINE, FULL, STAGES, FIXED, hold_back, load_runs, stage_runs, write_report
+MAIN_RUNS = ROOT / 'benchmarks' / 'evidence_runs'   # the main study: its stages and fixed analyses apply (evidence_report)
 SETTINGS = {'mr2468': dict(missing='idt', setting='mr2468'), 'pdt': dict(missing='pdt'),
             'mr8825': dict(missing='idt', setting='mr8825')}
 SWEEP = (BASELINE, FULL)                                       # configurations of the missing-rate sweep
@@ -237,6 +238,8 @@ def main():
     bad = set(a.configs) - set(CONFIGS) | set(a.settings) - set(SETTINGS)
     if bad: ap.error(f'unknown configurations or settings {sorted(bad)}; known: {list(CONFIGS)}, {list(SETTINGS)}')
     torch.set_num_threads(a.threads)
+    main_study = Path(a.runs).resolve() == MAIN_RUNS.resolve()
+    stages, fixed = (STAGES, FIXED) if main_study else ({}, {})
     if not a.report_only:
         cache = study_data(Path(a.work), a.phantom_cases)
         todo = plan(a.seeds, tuple(a.configs), tuple(a.settings))
@@ -246,9 +249,12 @@ def main():
             f = Path(a.runs) / f'{run_name(seed, setting, config)}.json'
             if f.is_file(): continue
             r = run_one(seed, setting, config, cache, a)
-            print(f"[{i + 1}/{len(todo)}] {setting} {config:30s} seed {seed}: WT {r['wt']:.1f} TC {r['tc']:.1f} ET {r['et']:.1f} "
-                  f"({r['minutes']:.1f} min)", flush=True)
-            if a.commit: commit(f, f"evidence: {setting}, {config}, seed {seed} (WT {r['wt']:.1f}, TC {r['tc']:.1f}, ET {r['et']:.1f})")
-    print(write_report(Path(a.runs), Path(a.results)))
+            # a run of a stage still running lands without its scores (they wait for the stage's analysis)
+            waits = [k for k, st in stages.items() if stage_runs([r], st) and hold_back(load_runs(Path(a.runs)), {k: st})[1][k]['held_back']]
+            scores = (f"{waits[0]}; scores held back until it is complete" if waits
+                      else f"WT {r['wt']:.1f}, TC {r['tc']:.1f}, ET {r['et']:.1f}")
+            print(f"[{i + 1}/{len(todo)}] {setting} {config:30s} seed {seed}: {scores} ({r['minutes']:.1f} min)", flush=True)
+            if a.commit: commit(f, f"evidence: {setting}, {config}, seed {seed} ({scores})")
+    print(write_report(Path(a.runs), Path(a.results), stages, fixed))
 
 if __name__ == '__main__': main()

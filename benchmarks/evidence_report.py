@@ -40,15 +40,18 @@ SETTING_ORDER = ('pdt', 'mr2468', 'mr8825')
 # which tumour tissue each region's DMAF weight is read in (the region's defining tissue in the phantom)
 REGION_TISSUE = {'WT': 'edema', 'TC': 'necrosis', 'ET': 'enhancing'}
 
-# Stages fixed in advance whose runs wait for their last run (`evidence_reading.md`): name → (setting, configurations,
-# first seed, last seed). Until every run of a stage has landed its runs stay out of every table, figure and number, so a
-# report rebuilt (or a worker's closing report written) in the middle of a stage is not a look at it.
+# Stages of the main study (`benchmarks/evidence_runs`) fixed in advance whose runs wait for their last run
+# (`evidence_reading.md`): name → (setting, configurations, first seed, last seed). Until every run of a stage has landed
+# its runs stay out of every table, figure and number, and `evidence.py` prints and commits them without their scores,
+# so a report rebuilt (or a worker's closing report written) in the middle of a stage is not a look at it.
 STAGES = {'stage 6 (precision extension)': ('mr2468', (BASELINE, FULL), 1101, 1166)}
-# The analyses of full DMAF-Net − mean fusion (mr2468) fixed in advance: name → (first, last) paired seed. Each is
-# reported once all of its seeds are in, beside the others, so the confirmatory numbers stay reproducible after stage 6.
+# The main study's analyses of full DMAF-Net − mean fusion (mr2468) fixed in advance: name → (first, last) paired seed.
+# Each is reported once all of its seeds are in, beside the others, so the confirmatory numbers stay reproducible after
+# stage 6. Other folders (the 1200-step check, a GPU run, the smoke test) have neither stages nor fixed analyses.
 FIXED = {'confirmatory (stage 5)': (1037, 1100), 'precision extension (stage 6)': (1037, 1166)}
 
 def stage_runs(runs:list[dict], stage:tuple)->list[dict]:
+    "The runs that belong to `stage` (its setting and configurations, within its seeds)."
     setting, configs, first, last = stage
     return [r for r in runs if r['setting'] == setting and r['config'] in configs and first <= r['seed'] <= last]
 
@@ -57,7 +60,7 @@ def hold_back(runs:list[dict], stages:dict=STAGES)->tuple[list[dict], dict]:
     kept, status = list(runs), {}
     for name, stage in stages.items():
         setting, configs, first, last = stage
-        landed, planned = len(stage_runs(runs, stage)), len(configs) * (last - first + 1)
+        landed = len({(r['config'], r['seed']) for r in stage_runs(runs, stage)}); planned = len(configs) * (last - first + 1)
         status[name] = dict(landed=landed, planned=planned, held_back=landed < planned)
         if landed < planned:
             held = {id(r) for r in stage_runs(runs, stage)}
@@ -250,7 +253,7 @@ def curve_gap(runs:list[dict], config:str=FULL)->dict:
         out[setting] = {int(step): t_interval(d) for step, d in sorted(diffs.items()) if len(d) >= 2}
     return out
 
-def summary(runs:list[dict])->dict:
+def summary(runs:list[dict], fixed:dict|None=None)->dict:
     "The numbers of evidence.json."
     df = run_table(runs)
     dil = {}
@@ -275,7 +278,7 @@ def summary(runs:list[dict])->dict:
                 means=table, paired=pr, precision=precision(pr), component_steps=ladder(runs), dilution=dil, dmaf_weight_correlation=weight_correlation(runs),
                 dtm_beta_max_abs_dev=beta_dev, dtm_beta_balance=beta_balance(runs), unimodal_catch_up=catch_up(runs), final_beta={f"{r['setting']} / s{r['seed']}": r['final_beta'] for r in full},
                 grad_scaling=dict(ratio_on_off=ratio, mean_k=kmean, runs=len(grads)), plateau=plateau(runs),
-                full_minus_mean_along_training=curve_gap(runs), fixed_analyses=fixed_analyses(runs))
+                full_minus_mean_along_training=curve_gap(runs), fixed_analyses=fixed_analyses(runs, fixed) if fixed else {})
 
 # --- figures --------------------------------------------------------------------------------------------------------
 def _plt():
@@ -371,11 +374,12 @@ def fig_curves(runs:list[dict], path:Path):
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
 # --- the report -----------------------------------------------------------------------------------------------------
-def write_report(run_folder:Path, prefix:Path)->str:
-    "Write `prefix`.json, `prefix`.md and `prefix`_*.png from the result files in `run_folder`; return the Markdown."
-    runs, stages = hold_back(load_runs(run_folder))
-    if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder}')
-    s = summary(runs); s['stages'] = stages
+def write_report(run_folder:Path, prefix:Path, stages:dict|None=None, fixed:dict|None=None)->str:
+    """Write `prefix`.json, `prefix`.md and `prefix`_*.png from the result files in `run_folder`; return the Markdown.
+    `stages` (held back until complete) and `fixed` (analyses over fixed seeds): the main study passes `STAGES`, `FIXED`."""
+    runs, stages = hold_back(load_runs(run_folder), stages or {})
+    if not runs: raise SystemExit(f'evidence: no finished runs in {run_folder} outside the stages still running')
+    s = summary(runs, fixed); s['stages'] = stages
     commit = git_commit()
     machines = sorted({r.get('machine', 'not recorded') for r in runs})
     s['meta'] = dict(date=datetime.now(timezone.utc).isoformat(timespec='seconds'), commit=commit, machines=machines,
