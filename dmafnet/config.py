@@ -313,10 +313,10 @@ def load_config(path:str|Path,     # .yaml, .yml or .json holding some or all fi
     d = (json.loads if path.suffix == '.json' else yaml.safe_load)(path.read_text()) or {}
     if not isinstance(d, dict): raise ValueError(f"{path}: expected a mapping of config fields, got {type(d).__name__}")
     d.update(changes)
+    for k in d:   # (before `preset`, whose own arguments, such as `dims`, are no configuration fields)
+        if k not in {f.name for f in fields(TrainConfig)}: raise ValueError(f"{path}: " + str(_unknown_key(k)))
     name = d.get('preset', None)
     if name in PRESETS: return preset(name, **{k: v for k, v in d.items() if k != 'preset'})
-    for k in d:
-        if k not in {f.name for f in fields(TrainConfig)}: raise ValueError(f"{path}: " + str(_unknown_key(k)))
     return TrainConfig.from_dict(d)
 
 def parse_overrides(items:list[str]|None # ['key=value', …] as typed on the command line

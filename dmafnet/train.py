@@ -495,7 +495,9 @@ def config_from_args(args:argparse.Namespace)->TrainConfig:
     if args.config: cfg = load_config(args.config, **({'preset': args.preset} if args.preset else {}))
     elif args.resume and own is not None and own.is_file(): cfg = load_config(own)
     else: return preset(args.preset or 'phantom', dims=args.dims, **changes)
-    return cfg.update(**{**dims_changes(cfg.preset, args.dims, cfg.spatial_dims), **changes})
+    dims = dims_changes(cfg.preset, args.dims, cfg.spatial_dims)
+    if dims and args.resume: raise ValueError(f"--dims {args.dims}: a run resumes in the dimensionality it was trained in ({cfg.spatial_dims}D)")
+    return cfg.update(**{**dims, **changes})
 
 # %% ../nbs/08e_train.ipynb #e276d6c3
 def _one_line(e:BaseException)->str:

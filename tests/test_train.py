@@ -473,7 +473,7 @@ def test_compile_with_gradient_scaling_matches_eager():
     assert enc and all(torch.allclose(eager[n], 3 * plain[n], rtol=1e-4, atol=1e-6) for n in enc)   # the hooks acted
 
 def test_run_notebook_3d_patch_fits_the_phantom(tmp_path):
-    "`make demo DIMS=3`: the run notebook's 3D patch fits the phantom preset's preprocessed cases (the 3 mm phantom has 63 axial slices)."
+    "`make demo DIMS=3`: the phantom preset's 3D variant (`OTHER_DIMS`), which the run notebook takes, has a patch that fits its preprocessed cases (63 axial slices at 3 mm)."
     from dmafnet.config import preset
     from dmafnet.data import preprocess_case, read_brats_case
     from dmafnet.phantom import make_phantom
