@@ -250,7 +250,8 @@ def main():
             if f.is_file(): continue
             r = run_one(seed, setting, config, cache, a)
             # a run of a stage still running lands without its scores (they wait for the stage's analysis)
-            waits = [k for k, st in stages.items() if stage_runs([r], st) and hold_back(load_runs(Path(a.runs)), {k: st})[1][k]['held_back']]
+            mine = [k for k, st in stages.items() if stage_runs([r], st)]
+            waits = [k for k, v in hold_back(load_runs(Path(a.runs)), {k: stages[k] for k in mine})[1].items() if v['held_back']]
             scores = (f"{waits[0]}; scores held back until it is complete" if waits
                       else f"WT {r['wt']:.1f}, TC {r['tc']:.1f}, ET {r['et']:.1f}")
             print(f"[{i + 1}/{len(todo)}] {setting} {config:30s} seed {seed}: {scores} ({r['minutes']:.1f} min)", flush=True)

@@ -60,11 +60,10 @@ def hold_back(runs:list[dict], stages:dict=STAGES)->tuple[list[dict], dict]:
     kept, status = list(runs), {}
     for name, stage in stages.items():
         setting, configs, first, last = stage
-        landed = len({(r['config'], r['seed']) for r in stage_runs(runs, stage)}); planned = len(configs) * (last - first + 1)
+        mine = stage_runs(runs, stage)
+        landed = len({(r['config'], r['seed']) for r in mine}); planned = len(configs) * (last - first + 1)
         status[name] = dict(landed=landed, planned=planned, held_back=landed < planned)
-        if landed < planned:
-            held = {id(r) for r in stage_runs(runs, stage)}
-            kept = [r for r in kept if id(r) not in held]
+        if landed < planned: kept = [r for r in kept if all(r is not m for m in mine)]
     return kept, status
 
 def fixed_analyses(runs:list[dict], fixed:dict=FIXED, setting:str='mr2468')->dict:
