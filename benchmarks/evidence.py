@@ -26,7 +26,7 @@ Dice per modality over training (DMAF + relation + prototype, and full DMAF-Net,
 an interrupted one resumes from its `last.pt` in `--work`.
 """
 from __future__ import annotations
-import argparse, json, re, subprocess, sys, time, warnings
+import argparse, json, re, shutil, subprocess, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
@@ -204,6 +204,8 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     result['minutes'] = round((time.perf_counter() - t0) / 60, 2)
     done.parent.mkdir(parents=True, exist_ok=True)
     write_json(done, result)
+    # the result file is the run's record; its checkpoints (~80-120 MB a run) would fill a small disk over a study
+    if not a.keep_checkpoints: shutil.rmtree(out / 'checkpoints', ignore_errors=True)
     return result
 
 def commit(path:Path, message:str):
@@ -233,6 +235,7 @@ def main():
     ap.add_argument('--results', default=str(ROOT / 'benchmarks' / 'evidence'), help='report: this path + .json/.md, figures beside it')
     ap.add_argument('--shard', default='1/1', help="K/N: run only every N-th run of the plan, starting at the K-th (two 1-thread workers: 1/2 and 2/2)")
     ap.add_argument('--commit', action='store_true', help='git-commit each result file as it lands')
+    ap.add_argument('--keep-checkpoints', action='store_true', help="keep a finished run's checkpoints (default: removed once its result file is written)")
     ap.add_argument('--report-only', action='store_true', help='only rebuild the report from the result files')
     a = ap.parse_args()
     bad = set(a.configs) - set(CONFIGS) | set(a.settings) - set(SETTINGS)

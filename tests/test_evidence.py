@@ -38,6 +38,8 @@ def test_evidence_smoke(tmp_path):
     assert math.isclose(sum(one['dmaf_weights']['normal'].values()), 1, abs_tol=1e-3)  # weights sum to one
     assert len(one['unimodal_curve']) == 2 and 'dmaf_weights' not in json.loads(
         next((tmp_path / 'runs').glob('mr2468__mean-*s1.json')).read_text())
+    work = tmp_path / 'work'                                                           # the result file is the record:
+    assert list(work.glob('mr2468__*/log.csv')) and not list(work.glob('mr2468__*/checkpoints'))   # checkpoints are gone
     md = (tmp_path / 'out' / 'evidence.md').read_text()
     assert '| mr2468 | full DMAF-Net (+ DTM) | 2 |' in md and (tmp_path / 'out' / 'evidence_paired.png').is_file()
     # a second call finds every run finished; the report rebuilds from the result files alone
