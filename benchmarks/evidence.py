@@ -23,7 +23,8 @@ chosen by looking at data) on all test cases under all 15 subsets (whole slices)
 modality and tissue (DMAF runs), per-encoder gradient norms with DTM's k on and off (full DMAF-Net), shared-decoder
 Dice per modality over training (DMAF + relation + prototype, and full DMAF-Net, under mr2468). The run's small
 `result.json` is written atomically to `--runs` (committed with `--commit`); a run whose result is there is skipped,
-an interrupted one resumes from its `last.pt` in `--work`.
+an interrupted one resumes from its `last.pt` in `--work`; a finished run's checkpoints are removed once its result
+file is written (`--keep-checkpoints` keeps them).
 """
 from __future__ import annotations
 import argparse, json, re, shutil, subprocess, sys, time, warnings
