@@ -259,7 +259,7 @@ def summary(runs:list[dict], fixed:dict|None=None)->dict:
     for setting in SETTING_ORDER:
         for config in CONFIGS:
             v = [dilution(r) for r in runs if r['setting'] == setting and r['config'] == config]
-            if v: dil.setdefault(setting, {})[config] = dict(mean=round(float(np.mean(v)), 2), sd=round(float(np.std(v, ddof=1)), 2) if len(v) > 1 else None, runs=len(v))
+            if v: dil.setdefault(setting, {})[config] = dict(mean=round(float(np.mean(v)), 3), sd=round(float(np.std(v, ddof=1)), 3) if len(v) > 1 else None, runs=len(v))
     full = [r for r in runs if r['config'] == FULL and r.get('final_beta')]
     beta_dev = {s: round(max(abs(b - 1) for r in full if r['setting'] == s for b in r['final_beta'].values()), 4)
                 for s in SETTING_ORDER if any(r['setting'] == s for r in full)}
@@ -268,8 +268,9 @@ def summary(runs:list[dict], fixed:dict|None=None)->dict:
     # k over the same runs as the ratio: a run whose batches never held a modality has no ratio for it
     kmean = {m: round(float(np.mean([g['k'][m] for g in grads if g['k_off'][m] > 0])), 4) for m in MODALITIES} if grads else {}
     means = df.groupby(['setting', 'config'])[list(REGIONS)].agg(['mean', 'std', 'count'])
-    table = {f'{s} / {c}': {reg: dict(mean=round(float(means.loc[(s, c), (reg, 'mean')]), 2),
-                                      sd=round(float(means.loc[(s, c), (reg, 'std')]), 2) if means.loc[(s, c), (reg, 'count')] > 1 else None,
+    # three decimals, so the one-decimal tables round once (8.546 -> 8.5, not 8.55 -> 8.6)
+    table = {f'{s} / {c}': {reg: dict(mean=round(float(means.loc[(s, c), (reg, 'mean')]), 3),
+                                      sd=round(float(means.loc[(s, c), (reg, 'std')]), 3) if means.loc[(s, c), (reg, 'count')] > 1 else None,
                                       seeds=int(means.loc[(s, c), (reg, 'count')])) for reg in REGIONS} for s, c in means.index}
     pr = paired(runs)
     return dict(runs=[dict(config=r['config'], setting=r['setting'], seed=r['seed'], wt=r['wt'], tc=r['tc'], et=r['et'],
