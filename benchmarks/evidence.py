@@ -205,8 +205,8 @@ def run_one(seed:int, setting:str, config:str, cache:Path, a)->dict:
     result['minutes'] = round((time.perf_counter() - t0) / 60, 2)
     done.parent.mkdir(parents=True, exist_ok=True)
     write_json(done, result)
-    # the result file is the run's record; its checkpoints (~80-120 MB a run) would fill a small disk over a study
-    if not a.keep_checkpoints: shutil.rmtree(out / 'checkpoints', ignore_errors=True)
+    # the result file is the run's record; its checkpoints (~110-190 MB a run) would fill a small disk over a study
+    if not a.keep_checkpoints: shutil.rmtree(ckpt.parent, ignore_errors=True)
     return result
 
 def commit(path:Path, message:str):
@@ -255,7 +255,8 @@ def main():
             r = run_one(seed, setting, config, cache, a)
             # a run of a stage still running lands without its scores (they wait for the stage's analysis)
             mine = [k for k, st in stages.items() if stage_runs([r], st)]
-            waits = [k for k, v in hold_back(load_runs(Path(a.runs)), {k: stages[k] for k in mine})[1].items() if v['held_back']]
+            waits = [k for k, v in hold_back(load_runs(Path(a.runs)), {k: stages[k] for k in mine})[1].items()
+                     if v['held_back']] if mine else []                       # the result files are read only for a staged run
             scores = (f"{waits[0]}; scores held back until it is complete" if waits
                       else f"WT {r['wt']:.1f}, TC {r['tc']:.1f}, ET {r['et']:.1f}")
             print(f"[{i + 1}/{len(todo)}] {setting} {config:30s} seed {seed}: {scores} ({r['minutes']:.1f} min)", flush=True)

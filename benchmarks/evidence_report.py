@@ -63,7 +63,9 @@ def hold_back(runs:list[dict], stages:dict=STAGES)->tuple[list[dict], dict]:
         mine = stage_runs(runs, stage)
         landed = len({(r['config'], r['seed']) for r in mine}); planned = len(configs) * (last - first + 1)
         status[name] = dict(landed=landed, planned=planned, held_back=landed < planned)
-        if landed < planned: kept = [r for r in kept if all(r is not m for m in mine)]
+        if landed < planned:
+            held = {id(r) for r in mine}
+            kept = [r for r in kept if id(r) not in held]
     return kept, status
 
 def fixed_analyses(runs:list[dict], fixed:dict=FIXED, setting:str='mr2468')->dict:
